@@ -1,0 +1,58 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else
+# (virtualenv, Python packages, buf from npm) is installed on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUF := node_modules/.bin/buf
+PROTOS := $(wildcard protos/liya/engine/v1/*.proto)
+
+.PHONY: run test lint gen check-gen bench token fake-providers clean install
+
+install: $(STAMP) $(BUF)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(BUF): package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+## Serve on 127.0.0.1:50051 with SQLite and development secrets under .dev/.
+run: $(STAMP)
+	$(BIN)/liya-engine serve --dev
+
+## Print a development token: make -s token TENANT=acme
+token: $(STAMP)
+	@$(BIN)/liya-engine token --dev --tenant $(or $(TENANT),acme)
+
+## Run the fake OpenAI/Anthropic/Azure servers for a local demo.
+fake-providers: $(STAMP)
+	$(BIN)/liya-engine fake-providers
+
+## Lint, check the generated stubs, and run the whole test suite.
+test: $(STAMP) $(BUF) lint check-gen
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP) $(BUF)
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## Regenerate the Python stubs in clients/ from protos/.
+gen: $(STAMP)
+	$(BIN)/python scripts/gen_stubs.py clients
+
+check-gen: $(STAMP)
+	$(BIN)/python scripts/gen_stubs.py --check clients
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Liya Engine API (generated stubs live beside this file)."""

@@ -1,0 +1,1 @@
+"""Liya Engine BYOK service."""
