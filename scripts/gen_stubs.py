@@ -1,7 +1,7 @@
 """Generate the Python stubs in ``clients/`` from ``protos/``, or check them.
 
-    python scripts/gen_stubs.py clients          # regenerate in place
-    python scripts/gen_stubs.py --check clients  # fail if the checked-in stubs drift
+python scripts/gen_stubs.py clients          # regenerate in place
+python scripts/gen_stubs.py --check clients  # fail if the checked-in stubs drift
 """
 
 from __future__ import annotations
@@ -42,9 +42,7 @@ def generate(out_dir: Path) -> list[Path]:
 
 def generated_files(directory: Path) -> set[str]:
     return {
-        p.name
-        for p in (directory / PACKAGE_DIR).iterdir()
-        if p.name.endswith(GENERATED_SUFFIXES)
+        p.name for p in (directory / PACKAGE_DIR).iterdir() if p.name.endswith(GENERATED_SUFFIXES)
     }
 
 

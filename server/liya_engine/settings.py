@@ -109,8 +109,9 @@ class Settings:
         if raw := get("LIYA_MASTER_KEYS"):
             master_keys = parse_master_keys(raw, "LIYA_MASTER_KEYS")
         elif path := get("LIYA_MASTER_KEYS_FILE"):
-            master_keys = parse_master_keys(_read_file(path, "LIYA_MASTER_KEYS_FILE"),
-                                            "LIYA_MASTER_KEYS_FILE")
+            master_keys = parse_master_keys(
+                _read_file(path, "LIYA_MASTER_KEYS_FILE"), "LIYA_MASTER_KEYS_FILE"
+            )
 
         hs_secret = get("LIYA_JWT_HS256_SECRET")
         if hs_secret is None and (path := get("LIYA_JWT_HS256_SECRET_FILE")):
@@ -179,8 +180,9 @@ class Settings:
                 _float(env, "LIYA_MAX_RECEIVE_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024)
             ),
             shutdown_grace_seconds=_float(env, "LIYA_SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0),
-            upstream_timeout_seconds=_float(env, "LIYA_UPSTREAM_TIMEOUT_SECONDS", 60.0,
-                                            minimum=0.1),
+            upstream_timeout_seconds=_float(
+                env, "LIYA_UPSTREAM_TIMEOUT_SECONDS", 60.0, minimum=0.1
+            ),
             config_cache_size=int(_float(env, "LIYA_CONFIG_CACHE_SIZE", 50_000, minimum=0)),
             config_cache_ttl_seconds=_float(env, "LIYA_CONFIG_CACHE_TTL_SECONDS", 2.0, minimum=0),
             catalog_file=get("LIYA_CATALOG_FILE"),
@@ -210,8 +212,7 @@ def parse_master_keys(raw: str, source: str) -> tuple[MasterKey, ...]:
             raise SettingsError(f"{source}: key {key_id!r} is not valid base64") from None
         if len(material) != MASTER_KEY_BYTES:
             raise SettingsError(
-                f"{source}: key {key_id!r} decodes to {len(material)} bytes, "
-                f"not {MASTER_KEY_BYTES}"
+                f"{source}: key {key_id!r} decodes to {len(material)} bytes, not {MASTER_KEY_BYTES}"
             )
         seen.add(key_id)
         keys.append(MasterKey(key_id, material))

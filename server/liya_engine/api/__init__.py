@@ -1,0 +1,1 @@
+"""The gRPC layer: servicers, the interceptor, and the error mapping."""

@@ -1,0 +1,66 @@
+"""``liya.engine.v1.ConfigService``: protos in, domain calls, protos out."""
+
+from __future__ import annotations
+
+from liya.engine.v1 import config_service_pb2 as pb
+from liya.engine.v1 import config_service_pb2_grpc as pb_grpc
+
+from liya_engine.api import convert
+from liya_engine.api.interceptor import current_call
+from liya_engine.config.service import ConfigService
+from liya_engine.inference.service import InferenceService
+
+
+class ConfigServicer(pb_grpc.ConfigServiceServicer):
+    def __init__(self, configs: ConfigService, inference: InferenceService) -> None:
+        self._configs = configs
+        self._inference = inference
+
+    def _masked(self, cfg) -> pb.MaskedConfig:
+        return convert.masked_config(cfg, managed_providers=self._inference.managed_providers)
+
+    async def UpdateConfig(
+        self, request: pb.UpdateConfigRequest, context
+    ) -> pb.UpdateConfigResponse:
+        call = current_call()
+        changes = convert.changes_from_request(request)
+        result = await self._configs.update(
+            call.identity,
+            call.request_id,
+            changes,
+            etag=request.etag,
+            validate_only=request.validate_only,
+        )
+        return pb.UpdateConfigResponse(config=self._masked(result.config), warnings=result.warnings)
+
+    async def GetMaskedConfig(
+        self, request: pb.GetMaskedConfigRequest, context
+    ) -> pb.GetMaskedConfigResponse:
+        cfg = await self._configs.get(current_call().identity.tenant_id)
+        return pb.GetMaskedConfigResponse(config=self._masked(cfg))
+
+    async def VerifyConfig(
+        self, request: pb.VerifyConfigRequest, context
+    ) -> pb.VerifyConfigResponse:
+        call = current_call()
+        result = await self._inference.verify(
+            call.identity.tenant_id,
+            call.request_id,
+            intent=request.intent,
+            deadline=context.time_remaining(),
+        )
+        response = pb.VerifyConfigResponse(
+            provider=result.provider, model=result.model, mode=result.mode
+        )
+        response.latency.FromMilliseconds(int(result.latency_seconds * 1000))
+        return response
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context
+    ) -> pb.ListAuditEntriesResponse:
+        entries, token = await self._configs.list_audit(
+            current_call().identity.tenant_id, request.page_size, request.page_token
+        )
+        return pb.ListAuditEntriesResponse(
+            audit_entries=[convert.audit_entry(e) for e in entries], next_page_token=token
+        )

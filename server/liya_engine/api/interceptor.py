@@ -1,0 +1,159 @@
+"""Per-call plumbing for every RPC: identity, request id, logging, errors.
+
+One server interceptor wraps each handler so that servicers only translate
+protos and call domain code: by the time a servicer runs, the caller is
+authenticated (``current_call()``), and whatever it raises is turned into a
+status by ``liya_engine.api.status`` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from liya_engine import errors
+from liya_engine.api import status
+from liya_engine.identity import Identity, TokenVerifier
+from liya_engine.logs import request_id_var, tenant_var
+from liya_engine.metrics import Metrics
+
+log = logging.getLogger("liya_engine.rpc")
+
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What the servicer knows about the current call."""
+
+    identity: Identity
+    request_id: str
+
+
+_call_var: contextvars.ContextVar[CallContext] = contextvars.ContextVar("liya_call")
+
+
+def current_call() -> CallContext:
+    """The authenticated context of the RPC being served."""
+    return _call_var.get()
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates, assigns a request id, maps errors, records metrics."""
+
+    def __init__(self, verifier: TokenVerifier, metrics: Metrics) -> None:
+        self._verifier = verifier
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith(PUBLIC_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _begin(self, context: grpc.aio.ServicerContext) -> str:
+        """Set the request id and identity for this call; raise InvalidToken."""
+        metadata = dict(context.invocation_metadata() or ())
+        supplied = metadata.get("x-request-id", "")
+        request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        request_id_var.set(request_id)
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        auth = metadata.get("authorization")
+        identity = self._verifier.verify(auth if isinstance(auth, str) else None)
+        tenant_var.set(identity.tenant_id)
+        _call_var.set(CallContext(identity, request_id))
+        return request_id
+
+    async def _fail(
+        self, context: grpc.aio.ServicerContext, exc: BaseException, method: str, started: float
+    ) -> None:
+        request_id = request_id_var.get()
+        if isinstance(exc, errors.LiyaError):
+            st = status.error_status(exc, request_id)
+            reason = exc.reason
+            log.info(
+                "%s failed: %s %s",
+                method,
+                reason,
+                exc.message,
+                extra={"method": method, "reason": reason},
+            )
+        elif isinstance(exc, errors.DeadlineExceeded):
+            st = status.deadline_status(request_id)
+            reason = "DEADLINE_EXCEEDED"
+            log.info("%s: caller deadline exceeded", method)
+        else:
+            st = status.internal_status(request_id)
+            reason = "INTERNAL"
+            log.error("%s: unexpected %s", method, type(exc).__name__, exc_info=exc)
+        self._metrics.rpc_done(method, st.code.name, reason, time.perf_counter() - started)
+        await context.abort(st.code, st.details, st.trailing_metadata)
+
+    def _wrap_unary(self, method: str, behavior):
+        async def wrapped(request, context: grpc.aio.ServicerContext):
+            started = time.perf_counter()
+            try:
+                self._begin(context)
+                response = await behavior(request, context)
+            except asyncio.CancelledError:
+                self._metrics.rpc_done(method, "CANCELLED", "", time.perf_counter() - started)
+                raise
+            except Exception as exc:
+                if _is_abort(exc):
+                    raise
+                await self._fail(context, exc, method, started)
+                raise AssertionError("unreachable: abort raises") from None
+            self._metrics.rpc_done(method, "OK", "", time.perf_counter() - started)
+            return response
+
+        return wrapped
+
+    def _wrap_stream(self, method: str, behavior):
+        async def wrapped(request, context: grpc.aio.ServicerContext):
+            started = time.perf_counter()
+            try:
+                self._begin(context)
+                async for item in behavior(request, context):
+                    yield item
+            except asyncio.CancelledError:
+                self._metrics.rpc_done(method, "CANCELLED", "", time.perf_counter() - started)
+                raise
+            except Exception as exc:
+                if _is_abort(exc):
+                    raise
+                await self._fail(context, exc, method, started)
+                return
+            self._metrics.rpc_done(method, "OK", "", time.perf_counter() - started)
+
+        return wrapped
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort() raises this to end the call; it must pass through untouched.
+    return isinstance(exc, grpc.aio.AbortError)

@@ -1,0 +1,214 @@
+"""Wiring and lifecycle: build the services from settings, serve gRPC, stop
+gracefully (health NOT_SERVING first, then drain in-flight calls)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from liya.engine.v1 import (
+    config_service_pb2,
+    config_service_pb2_grpc,
+    inference_service_pb2,
+    inference_service_pb2_grpc,
+)
+
+from liya_engine.api.config_servicer import ConfigServicer
+from liya_engine.api.inference_servicer import InferenceServicer
+from liya_engine.api.interceptor import CallInterceptor
+from liya_engine.config.service import ConfigService
+from liya_engine.crypto.cipher import KeyCipher, Keyring, KeyringEntry
+from liya_engine.identity import TokenVerifier
+from liya_engine.inference.service import InferenceService
+from liya_engine.inference.tenants import TenantCache
+from liya_engine.metrics import Metrics
+from liya_engine.providers.registry import build_adapters
+from liya_engine.routing.catalog import Catalog
+from liya_engine.settings import Settings
+from liya_engine.storage.database import Database
+
+log = logging.getLogger("liya_engine")
+
+SERVICE_NAMES = (
+    config_service_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name,
+    inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
+)
+HEALTH_PROBE_SECONDS = 5.0
+
+
+@dataclass
+class Services:
+    """Everything a server process holds, built once from settings."""
+
+    settings: Settings
+    db: Database
+    metrics: Metrics
+    cipher: KeyCipher
+    catalog: Catalog
+    configs: ConfigService
+    tenants: TenantCache
+    inference: InferenceService
+    verifier: TokenVerifier
+
+    async def aclose(self) -> None:
+        for adapter in self.inference.adapters.values():
+            await adapter.aclose()
+        await self.db.dispose()
+
+
+async def build_cipher(settings: Settings, db: Database) -> KeyCipher:
+    primary = settings.primary_master_key  # refuses to go on without one
+    salts = await db.salts_for(k.key_id for k in settings.master_keys)
+    entries = [KeyringEntry(k.key_id, k.material, salts[k.key_id]) for k in settings.master_keys]
+    log.info("keyring: %d master key(s), primary %s", len(entries), primary.key_id)
+    return KeyCipher(Keyring(entries))
+
+
+async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Migrate (or check) the database and build the services."""
+    settings.primary_master_key  # noqa: B018 - fail before touching the database
+    verifier = TokenVerifier(settings)
+    catalog = Catalog.load(settings.catalog_file)
+    db = Database(settings.database_url)
+    try:
+        if migrate:
+            revision = await db.migrate()
+            log.info("database schema at revision %s (migrated on start)", revision)
+        cipher = await build_cipher(settings, db)
+    except BaseException:
+        await db.dispose()
+        raise
+    metrics = Metrics()
+    configs = ConfigService(db, cipher, catalog, settings)
+    tenants = TenantCache(
+        configs,
+        cipher,
+        metrics,
+        max_entries=settings.config_cache_size,
+        ttl_seconds=settings.config_cache_ttl_seconds,
+    )
+    try:
+        adapters = build_adapters(settings)
+    except ImportError:  # adapters not there yet in this build
+        adapters = {}
+    inference = InferenceService(tenants, adapters, catalog, settings, metrics)
+    return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
+
+
+class RunningServer:
+    """A started gRPC server with its services; ``stop()`` drains and closes."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        services: Services,
+        health_servicer: health.aio.HealthServicer,
+    ) -> None:
+        self.server = server
+        self.port = port
+        self.services = services
+        self.health = health_servicer
+        self._probe = asyncio.create_task(self._probe_health())
+        self._stopped = False
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def _probe_health(self) -> None:
+        healthy = True
+        while True:
+            await asyncio.sleep(HEALTH_PROBE_SECONDS)
+            ok = await self.services.db.ping()
+            if ok != healthy:
+                healthy = ok
+                log.warning("database %s", "reachable again" if ok else "unreachable")
+                await self._set_health(ok)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, stop accepting calls, let in-flight calls finish."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._probe
+        await self.health.enter_graceful_shutdown()
+        grace = self.services.settings.shutdown_grace_seconds if grace is None else grace
+        await self.server.stop(grace)
+        await self.services.aclose()
+
+
+async def start_server(
+    settings: Settings, *, services: Services | None = None, reuse_port: bool = False
+) -> RunningServer:
+    """Build services (unless given) and start serving on ``settings.listen_address``."""
+    services = services or await build_services(settings)
+    server = grpc.aio.server(
+        interceptors=[CallInterceptor(services.verifier, services.metrics)],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
+    config_service_pb2_grpc.add_ConfigServiceServicer_to_server(
+        ConfigServicer(services.configs, services.inference), server
+    )
+    inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(
+        InferenceServicer(services.inference), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    try:
+        port = server.add_insecure_port(settings.listen_address)
+    except RuntimeError as exc:
+        await services.aclose()
+        raise OSError(f"cannot listen on {settings.listen_address}: {exc}") from None
+    await server.start()
+    running = RunningServer(server, port, services, health_servicer)
+    await running._set_health(True)
+    if settings.metrics_address:
+        services.metrics.serve(settings.metrics_address)
+        log.info("metrics on http://%s/metrics", settings.metrics_address)
+    host = settings.listen_address.rpartition(":")[0]
+    log.info("serving liya.engine.v1 on %s:%d", host, port)
+    return running
+
+
+async def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully."""
+    running = await start_server(settings, reuse_port=reuse_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info(
+        "shutting down: draining in-flight calls (up to %.0fs)", settings.shutdown_grace_seconds
+    )
+    await running.stop()
+    log.info("stopped")

@@ -1,0 +1,251 @@
+"""The ``liya-engine`` command: serve, token, keys generate|rewrap, migrate,
+fake-providers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from liya_engine.settings import Settings, SettingsError
+
+DEV_DIR = Path(".dev")
+DEV_MASTER_KEYS = DEV_DIR / "master-keys"
+DEV_JWT_SECRET = DEV_DIR / "jwt-secret"
+
+
+def _dev_environment() -> None:
+    """Create (once) and point the environment at development secrets in ./.dev.
+
+    Only with ``--dev``: production settings never fall back to these.
+    """
+    from liya_engine.crypto.cipher import generate_master_key_line
+
+    created = []
+    DEV_DIR.mkdir(mode=0o700, exist_ok=True)
+    if not DEV_MASTER_KEYS.exists():
+        DEV_MASTER_KEYS.write_text(generate_master_key_line("dev-1") + "\n")
+        DEV_MASTER_KEYS.chmod(0o600)
+        created.append(str(DEV_MASTER_KEYS))
+    if not DEV_JWT_SECRET.exists():
+        DEV_JWT_SECRET.write_text(secrets.token_urlsafe(48) + "\n")
+        DEV_JWT_SECRET.chmod(0o600)
+        created.append(str(DEV_JWT_SECRET))
+    if created:
+        print(
+            f"liya-engine: created DEVELOPMENT secrets {', '.join(created)} "
+            "(for local use only; never use them in production)",
+            file=sys.stderr,
+        )
+    if not (os.environ.get("LIYA_MASTER_KEYS") or os.environ.get("LIYA_MASTER_KEYS_FILE")):
+        os.environ["LIYA_MASTER_KEYS_FILE"] = str(DEV_MASTER_KEYS.resolve())
+    if not (
+        os.environ.get("LIYA_JWT_HS256_SECRET")
+        or os.environ.get("LIYA_JWT_HS256_SECRET_FILE")
+        or os.environ.get("LIYA_JWT_PUBLIC_KEY_FILE")
+    ):
+        os.environ["LIYA_JWT_HS256_SECRET_FILE"] = str(DEV_JWT_SECRET.resolve())
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if getattr(args, "dev", False):
+        _dev_environment()
+    for flag, var in (
+        ("listen", "LIYA_LISTEN_ADDRESS"),
+        ("database_url", "LIYA_DATABASE_URL"),
+        ("metrics_address", "LIYA_METRICS_ADDRESS"),
+        ("workers", "LIYA_WORKERS"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            os.environ[var] = str(value)
+    return Settings.from_env()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from liya_engine.logs import configure_logging
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    settings.primary_master_key  # noqa: B018 - refuse to start without one
+    if settings.workers > 1:
+        from liya_engine.workers import serve_workers
+
+        return serve_workers(settings)
+    from liya_engine.app import serve_forever
+
+    asyncio.run(serve_forever(settings))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from liya_engine.identity import mint_token
+
+    settings = _settings(args)
+    print(mint_token(settings, tenant=args.tenant, sub=args.sub, ttl_seconds=args.ttl))
+    return 0
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    from liya_engine.crypto.cipher import generate_master_key_line
+
+    try:
+        print(generate_master_key_line(args.id))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return 0
+
+
+def cmd_keys_rewrap(args: argparse.Namespace) -> int:
+    from liya_engine.config.rewrap import rewrap_all
+    from liya_engine.logs import configure_logging
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    report = asyncio.run(rewrap_all(settings, batch_size=args.batch_size))
+    print(report.summary())
+    return 0 if report.failed == 0 else 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from liya_engine.storage.database import Database
+
+    settings = _settings(args)
+
+    async def run() -> str:
+        db = Database(settings.database_url)
+        try:
+            return await db.migrate()
+        finally:
+            await db.dispose()
+
+    print(f"database schema at revision {asyncio.run(run())}")
+    return 0
+
+
+def cmd_fake_providers(args: argparse.Namespace) -> int:
+    from liya_engine.fakes.providers import main_forever
+
+    main_forever(args.host, args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liya-engine",
+        description="Liya Engine BYOK service. Settings come from LIYA_* environment "
+        "variables (see README); flags override them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def dev_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--dev",
+            action="store_true",
+            help="use development secrets under ./.dev (created on first use) "
+            "where no master key or JWT secret is set",
+        )
+
+    p = sub.add_parser(
+        "serve",
+        help="serve the gRPC API (migrates the database on start)",
+        description="Serve the gRPC API until SIGTERM/SIGINT, then drain "
+        "in-flight calls. The database schema is migrated on start.",
+    )
+    p.add_argument("--listen", metavar="HOST:PORT", help="overrides LIYA_LISTEN_ADDRESS")
+    p.add_argument("--database-url", metavar="URL", help="overrides LIYA_DATABASE_URL")
+    p.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="overrides LIYA_METRICS_ADDRESS (Prometheus /metrics)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes sharing the port (overrides LIYA_WORKERS)",
+    )
+    dev_flag(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "token",
+        help="print a development JWT signed with the HS256 secret",
+        description="Print a JWT for TENANT signed with LIYA_JWT_HS256_SECRET, "
+        "for grpcurl and local tests.",
+    )
+    p.add_argument("--tenant", required=True, help="the tenant_id claim")
+    p.add_argument("--sub", help="the sub claim (the actor in audit entries); default dev@TENANT")
+    p.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="lifetime in seconds (default 3600)",
+    )
+    dev_flag(p)
+    p.set_defaults(func=cmd_token)
+
+    keys = sub.add_parser("keys", help="master key commands").add_subparsers(
+        dest="keys_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = keys.add_parser(
+        "generate",
+        help="print a new master key as key_id:base64",
+        description="Print a new random master key in the LIYA_MASTER_KEYS "
+        "format. Put it first in LIYA_MASTER_KEYS to make it primary.",
+    )
+    p.add_argument("--id", help="key id (default mk-YYYYMMDD-xxxx)")
+    p.set_defaults(func=cmd_keys_generate)
+    p = keys.add_parser(
+        "rewrap",
+        help="re-encrypt every stored key under the primary key",
+        description="Re-encrypt every stored provider key under the primary "
+        "master key, in batches. Safe while servers run and to "
+        "re-run after an interruption.",
+    )
+    p.add_argument("--batch-size", type=int, default=200, metavar="N")
+    dev_flag(p)
+    p.set_defaults(func=cmd_keys_rewrap)
+
+    p = sub.add_parser(
+        "migrate",
+        help="bring the database schema to the latest revision",
+        description="Run the Alembic migrations (serve also does this on start).",
+    )
+    p.add_argument("--database-url", metavar="URL", help="overrides LIYA_DATABASE_URL")
+    dev_flag(p)
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "fake-providers",
+        help="run fake OpenAI/Anthropic/Azure servers for demos",
+        description="Serve fake OpenAI, Anthropic and Azure OpenAI APIs on one "
+        "loopback port, for local demos and tests.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.set_defaults(func=cmd_fake_providers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"liya-engine: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"liya-engine: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

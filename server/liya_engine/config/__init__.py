@@ -1,0 +1,1 @@
+"""The config plane: tenants' provider keys and model settings."""

@@ -1,0 +1,226 @@
+"""Checks of tenant input. Violations name the field and what to fix; they
+never quote a key (only its length or which rule it broke)."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from urllib.parse import urlsplit
+
+from liya_engine.config.model import MODE_BYOK, MODES, STRATEGIES, TenantConfig
+from liya_engine.errors import FieldViolation
+from liya_engine.routing.catalog import Catalog
+from liya_engine.secret import Secret
+
+KEY_MIN, KEY_MAX = 6, 512
+_KEY_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
+_DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+_INTENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_PLACEHOLDER = re.compile(r"(\.\.\.|your-|<|>|xxxx|example)", re.IGNORECASE)
+AZURE_HOST_SUFFIXES = (
+    ".openai.azure.com",
+    ".cognitiveservices.azure.com",
+    ".services.ai.azure.com",
+    ".openai.azure.us",
+    ".openai.azure.cn",
+)
+MAX_COST_LIMIT_USD = 1000.0
+STRATEGY_ALIASES = {
+    "cost-optimized": "cost-optimised",
+    "quality-optimized": "quality-optimised",
+    "latency-optimized": "latency-optimised",
+}
+
+
+def check_api_key(provider: str, path: str, key: Secret) -> list[FieldViolation]:
+    value = key.reveal()
+    if not KEY_MIN <= len(value) <= KEY_MAX:
+        return [
+            FieldViolation(path, f"must be {KEY_MIN} to {KEY_MAX} characters (got {len(value)})")
+        ]
+    if not _KEY_CHARS.fullmatch(value):
+        return [
+            FieldViolation(
+                path,
+                "may only contain letters, digits and . _ ~ + / = - "
+                "(no spaces, quotes or line breaks: check the copy)",
+            )
+        ]
+    if provider == "anthropic" and not value.startswith("sk-ant-"):
+        return [FieldViolation(path, "an Anthropic key starts with 'sk-ant-'")]
+    if provider == "openai" and value.startswith("sk-ant-"):
+        return [
+            FieldViolation(
+                path, "this is an Anthropic key; set it under provider_config.anthropic.api_key"
+            )
+        ]
+    if provider == "openai" and not value.startswith("sk-"):
+        return [FieldViolation(path, "an OpenAI key starts with 'sk-'")]
+    if provider == "azure" and value.startswith("sk-"):
+        return [
+            FieldViolation(
+                path,
+                "this looks like an OpenAI or Anthropic key; an Azure "
+                "OpenAI key comes from the Azure portal (Keys and Endpoint)",
+            )
+        ]
+    return []
+
+
+def looks_like_placeholder(key: Secret) -> bool:
+    return bool(_PLACEHOLDER.search(key.reveal())) or len(key) < 20
+
+
+def check_model(path: str, value: str) -> list[FieldViolation]:
+    if not _MODEL.fullmatch(value):
+        return [
+            FieldViolation(
+                path,
+                "must be a model name such as 'gpt-4o' (1-128 of letters, digits and . _ : / @ -)",
+            )
+        ]
+    return []
+
+
+def check_deployment(path: str, value: str) -> list[FieldViolation]:
+    if not _DEPLOYMENT.fullmatch(value):
+        return [
+            FieldViolation(
+                path, "must be an Azure deployment name (1-64 of letters, digits and . _ -)"
+            )
+        ]
+    return []
+
+
+def check_api_version(path: str, value: str) -> list[FieldViolation]:
+    if not _API_VERSION.fullmatch(value):
+        return [FieldViolation(path, "must look like '2024-02-15-preview' or '2024-10-21'")]
+    return []
+
+
+def check_endpoint(
+    path: str, value: str, *, allowlist: tuple[str, ...], allow_insecure: bool
+) -> list[FieldViolation]:
+    """An Azure endpoint is where the tenant's key is sent: accept only Azure
+    OpenAI hosts (or the operator's allowlist) over HTTPS."""
+
+    def bad(why: str) -> list[FieldViolation]:
+        return [FieldViolation(path, why)]
+
+    if len(value) > 512:
+        return bad("must be at most 512 characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return bad("must be a URL such as https://your-resource.openai.azure.com")
+    host = (parts.hostname or "").lower()
+    if not host:
+        return bad("must be a URL such as https://your-resource.openai.azure.com")
+    if parts.username is not None or parts.password is not None:
+        return bad("must not contain user information")
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        return bad("must not have a query or fragment")
+    if parts.path not in ("", "/"):
+        return bad(
+            "must be the resource's base URL, with no path (the deployment goes in deployment_name)"
+        )
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    loopback = host == "localhost" or (ip is not None and ip.is_loopback)
+    if allow_insecure and loopback and parts.scheme in ("http", "https"):
+        return []
+    if parts.scheme != "https":
+        return bad("must use https")
+    if ip is not None:
+        return bad("must be a host name, not an IP address")
+    if port not in (None, 443):
+        return bad("must not name a port other than 443")
+    if host.endswith(AZURE_HOST_SUFFIXES) or _allowed(host, allowlist):
+        return []
+    return bad(
+        "must be an Azure OpenAI host such as https://your-resource.openai.azure.com "
+        "(ask the operator to allow other hosts)"
+    )
+
+
+def _allowed(host: str, allowlist: tuple[str, ...]) -> bool:
+    for entry in allowlist:
+        entry = entry.lower()
+        if (entry.startswith(".") and host.endswith(entry)) or host == entry:
+            return True
+    return False
+
+
+def check_mode(path: str, value: str) -> list[FieldViolation]:
+    if value not in MODES:
+        return [FieldViolation(path, "must be 'byok' or 'managed'")]
+    return []
+
+
+def normalise_strategy(value: str) -> str:
+    return STRATEGY_ALIASES.get(value, value)
+
+
+def check_strategy(path: str, value: str) -> list[FieldViolation]:
+    if normalise_strategy(value) not in STRATEGIES:
+        return [FieldViolation(path, "must be one of " + ", ".join(STRATEGIES))]
+    return []
+
+
+def check_intent(path: str, intent: str, catalog: Catalog) -> list[FieldViolation]:
+    if not _INTENT.fullmatch(intent) or intent not in catalog.intents:
+        return [
+            FieldViolation(
+                path,
+                f"unknown intent {intent[:64]!r}; known intents: "
+                + ", ".join(sorted(catalog.intents)),
+            )
+        ]
+    return []
+
+
+def check_cost_limit(path: str, value: float) -> list[FieldViolation]:
+    if not math.isfinite(value) or value < 0 or value > MAX_COST_LIMIT_USD:
+        return [FieldViolation(path, f"must be a finite number from 0 to {MAX_COST_LIMIT_USD:g}")]
+    return []
+
+
+def check_complete(config: TenantConfig) -> list[FieldViolation]:
+    """Whole-config rules that single fields cannot check."""
+    out: list[FieldViolation] = []
+    azure = config.provider("azure")
+    if azure.configured:
+        for name in ("endpoint", "deployment_name", "api_version"):
+            if not getattr(azure, name):
+                out.append(
+                    FieldViolation(
+                        f"provider_config.azure.{name}", "is required when an Azure key is set"
+                    )
+                )
+    return out
+
+
+def warnings_for(config: TenantConfig, catalog: Catalog) -> list[str]:
+    """Accepted but probably not what the tenant wants."""
+    from liya_engine.routing.router import provider_for_model
+
+    out: list[str] = []
+    if config.mode == MODE_BYOK and not config.configured_providers():
+        out.append(
+            "mode is byok but no provider key is set: calls fail with "
+            "BYOK_NOT_CONFIGURED until one is"
+        )
+    if config.mode == MODE_BYOK:
+        for intent, model in sorted(config.model.overrides.items()):
+            if provider_for_model(model, config.configured_providers()) is None:
+                out.append(
+                    f"override {intent} -> {model}: no configured provider serves this "
+                    "model; those calls fail with BYOK_MODEL_NOT_FOUND"
+                )
+    return out

@@ -1,0 +1,1 @@
+"""Encryption of tenants' provider keys at rest (see ``cipher``)."""

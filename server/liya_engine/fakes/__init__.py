@@ -1,0 +1,39 @@
+"""Fakes of external services, for tests and local development.
+
+``FakeProviders`` serves the OpenAI, Anthropic and Azure OpenAI wire formats on
+loopback. In a test::
+
+    async with FakeProviders.start() as fake:
+        fake.fail("openai", "rate_limit", retry_after=3)
+        ...  # call an SDK with base_url=fake.openai_base_url
+        assert fake.last_request.api_key == "sk-test"
+
+As a pytest fixture::
+
+    @pytest.fixture
+    async def fake():
+        async with FakeProviders.start() as running:
+            yield running
+"""
+
+from liya_engine.fakes.providers import (
+    FAILURE_KINDS,
+    PROVIDER_NAMES,
+    FakeProviders,
+    RecordedRequest,
+    bind_refused_port,
+    main_forever,
+)
+
+#: ``async with start_fake_providers(host, port) as fake:`` (same as ``FakeProviders.start``).
+start_fake_providers = FakeProviders.start
+
+__all__ = [
+    "FAILURE_KINDS",
+    "PROVIDER_NAMES",
+    "FakeProviders",
+    "RecordedRequest",
+    "bind_refused_port",
+    "main_forever",
+    "start_fake_providers",
+]

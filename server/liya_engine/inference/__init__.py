@@ -1,0 +1,1 @@
+"""The inference plane: completion calls routed to providers."""

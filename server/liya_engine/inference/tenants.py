@@ -1,0 +1,79 @@
+"""Tenants' configs ready for calls: decrypted keys held only in memory, in a
+bounded cache so a warm call makes no database round trip.
+
+Staleness bound: a change made through this process invalidates its entry at
+once; a change made through another replica is seen after at most
+``ttl_seconds`` (``LIYA_CONFIG_CACHE_TTL_SECONDS``), when the entry is re-read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from liya_engine.config.model import TenantConfig
+from liya_engine.config.service import ConfigService
+from liya_engine.crypto.cipher import KeyCipher
+from liya_engine.metrics import Metrics
+from liya_engine.secret import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTenant:
+    config: TenantConfig
+    keys: dict[str, Secret]  # provider -> decrypted key (byok); never logged or shown
+
+
+class TenantCache:
+    """LRU of ``ResolvedTenant`` with a time-to-live per entry."""
+
+    def __init__(
+        self,
+        configs: ConfigService,
+        cipher: KeyCipher,
+        metrics: Metrics,
+        *,
+        max_entries: int,
+        ttl_seconds: float,
+    ) -> None:
+        self._configs = configs
+        self._cipher = cipher
+        self._metrics = metrics
+        self._max = max_entries
+        self._ttl = ttl_seconds
+        self._entries: OrderedDict[str, tuple[float, ResolvedTenant]] = OrderedDict()
+        configs.on_change(self.invalidate)
+
+    def invalidate(self, tenant_id: str) -> None:
+        self._entries.pop(tenant_id, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, tenant_id: str) -> ResolvedTenant:
+        now = time.monotonic()
+        hit = self._entries.get(tenant_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            self._entries.move_to_end(tenant_id)
+            self._metrics.config_cache.labels("hit").inc()
+            return hit[1]
+        self._metrics.config_cache.labels("miss").inc()
+        cfg = await self._configs.get(tenant_id)
+        keys = {
+            name: self._cipher.decrypt(
+                p.api_key_ciphertext, tenant_id=tenant_id, provider=name, field="api_key"
+            )
+            for name, p in cfg.providers.items()
+            if p.api_key_ciphertext is not None
+        }
+        resolved = ResolvedTenant(cfg, keys)
+        if self._max > 0:
+            self._entries[tenant_id] = (now, resolved)
+            self._entries.move_to_end(tenant_id)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return resolved

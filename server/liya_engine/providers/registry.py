@@ -1,0 +1,17 @@
+"""The adapter for each provider name, built once per process."""
+
+from __future__ import annotations
+
+from liya_engine.providers.base import ProviderAdapter
+from liya_engine.settings import Settings
+
+
+def build_adapters(settings: Settings) -> dict[str, ProviderAdapter]:
+    """One adapter per provider; base URLs travel in ``Credentials``."""
+    from liya_engine.providers.anthropic_adapter import AnthropicAdapter
+    from liya_engine.providers.azure_adapter import AzureOpenAIAdapter
+    from liya_engine.providers.openai_adapter import OpenAIAdapter
+
+    del settings
+    return {"openai": OpenAIAdapter(), "anthropic": AnthropicAdapter(),
+            "azure": AzureOpenAIAdapter()}

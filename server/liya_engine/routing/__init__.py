@@ -1,0 +1,1 @@
+"""Model catalog and routing: which provider and model serve a call."""

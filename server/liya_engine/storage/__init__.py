@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy async tables, a repository/unit of work, migrations."""

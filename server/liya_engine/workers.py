@@ -1,0 +1,63 @@
+"""``serve --workers N``: fork N server processes that share the port.
+
+Workers are forked before any gRPC object exists in the parent (gRPC does not
+survive a fork), each binds the same address with SO_REUSEPORT, and the
+parent forwards SIGTERM/SIGINT so all stop gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from liya_engine.settings import Settings
+
+log = logging.getLogger("liya_engine.workers")
+
+
+def _worker(settings: Settings) -> None:
+    from liya_engine.app import serve_forever
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        asyncio.run(serve_forever(settings, reuse_port=True))
+    except BaseException:
+        log.exception("worker %d failed", os.getpid())
+        os._exit(1)
+    os._exit(0)
+
+
+def serve_workers(settings: Settings) -> int:
+    """Run ``settings.workers`` processes; return when all have exited."""
+    if "grpc" in sys.modules and "grpc._cython" in sys.modules:
+        log.warning("grpc was imported before forking workers")
+    children: list[int] = []
+    for _ in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:
+            _worker(settings)
+        children.append(pid)
+    log.info("started %d workers: %s", len(children), ", ".join(map(str, children)))
+
+    def forward(signum, _frame) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for pid in children:
+        while True:
+            try:
+                _, code = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        status = status or (os.waitstatus_to_exitcode(code) != 0)
+    return int(status)

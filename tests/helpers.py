@@ -1,0 +1,96 @@
+"""Shared test helpers: settings for a test server, tokens, error details."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from liya.engine.v1 import config_service_pb2_grpc, inference_service_pb2_grpc
+from liya_engine.identity import mint_token
+from liya_engine.settings import Settings
+
+JWT_SECRET = "test-secret-" + "x" * 40
+
+
+def master_key_line(key_id: str = "test-1") -> str:
+    return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"
+
+
+def test_env(db_url: str, **overrides: str) -> dict[str, str]:
+    env = {
+        "LIYA_LISTEN_ADDRESS": "127.0.0.1:0",
+        "LIYA_DATABASE_URL": db_url,
+        "LIYA_MASTER_KEYS": master_key_line(),
+        "LIYA_JWT_HS256_SECRET": JWT_SECRET,
+        "LIYA_ALLOW_INSECURE_ENDPOINTS": "true",
+        "LIYA_SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    env.update(overrides)
+    return env
+
+
+def token(tenant: str, sub: str | None = None, settings: Settings | None = None) -> str:
+    settings = settings or Settings.from_env({"LIYA_JWT_HS256_SECRET": JWT_SECRET})
+    return mint_token(settings, tenant=tenant, sub=sub)
+
+
+def auth(tenant: str, sub: str | None = None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token(tenant, sub)}"),)
+
+
+@dataclass
+class Stubs:
+    channel: grpc.aio.Channel
+    config: config_service_pb2_grpc.ConfigServiceStub
+    inference: inference_service_pb2_grpc.InferenceServiceStub
+
+
+def stubs_for(port: int) -> Stubs:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    return Stubs(channel, config_service_pb2_grpc.ConfigServiceStub(channel),
+                 inference_service_pb2_grpc.InferenceServiceStub(channel))
+
+
+@dataclass
+class ErrorDetails:
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    metadata: dict[str, str]
+    violations: list[tuple[str, str]]
+    retry_delay: float | None
+    error_infos: int
+
+
+def details_of(err: grpc.aio.AioRpcError) -> ErrorDetails:
+    """Decode the rich status of a failed call."""
+    status = rpc_status.from_call(err)
+    reason, meta, violations, retry, infos = "", {}, [], None, 0
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason, meta = info.reason, dict(info.metadata)
+                infos += 1
+                assert info.domain == "liyaengine.ai"
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                br = error_details_pb2.BadRequest()
+                detail.Unpack(br)
+                violations = [(v.field, v.description) for v in br.field_violations]
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                ri = error_details_pb2.RetryInfo()
+                detail.Unpack(ri)
+                retry = ri.retry_delay.seconds + ri.retry_delay.nanos / 1e9
+    return ErrorDetails(err.code(), err.details() or "", reason, meta, violations, retry, infos)
+
+
+def canary_key(prefix: str = "sk-") -> str:
+    """A distinctive key to search for in places it must never appear."""
+    return prefix + "CANARY" + secrets.token_hex(20)
