@@ -35,6 +35,9 @@ def test_env(db_url: str, **overrides: str) -> dict[str, str]:
     return env
 
 
+test_env.__test__ = False  # a helper, not a test, despite its name
+
+
 def token(tenant: str, sub: str | None = None, settings: Settings | None = None) -> str:
     settings = settings or Settings.from_env({"LIYA_JWT_HS256_SECRET": JWT_SECRET})
     return mint_token(settings, tenant=tenant, sub=sub)
@@ -53,8 +56,11 @@ class Stubs:
 
 def stubs_for(port: int) -> Stubs:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    return Stubs(channel, config_service_pb2_grpc.ConfigServiceStub(channel),
-                 inference_service_pb2_grpc.InferenceServiceStub(channel))
+    return Stubs(
+        channel,
+        config_service_pb2_grpc.ConfigServiceStub(channel),
+        inference_service_pb2_grpc.InferenceServiceStub(channel),
+    )
 
 
 @dataclass

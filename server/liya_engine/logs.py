@@ -78,3 +78,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     # Third-party clients log full URLs and headers at DEBUG.
     for noisy in ("httpx", "httpcore", "openai", "anthropic", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # Alembic narrates every plugin at INFO; the server logs the revision itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
