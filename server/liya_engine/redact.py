@@ -20,6 +20,7 @@ REDACTED = "[REDACTED]"
 _PATTERNS = re.compile(
     r"""
     (?:sk|rk|pk)-[A-Za-z0-9_\-*.]{4,}           # OpenAI / Anthropic style keys, masked too
+    | \*{3,}[A-Za-z0-9_\-]{0,8}                 # the masked middle and tail of a key
     | (?i:bearer)\s+[A-Za-z0-9_\-.=+/]{8,}     # bearer credentials
     | eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-.]+  # JWTs
     | (?<![A-Za-z0-9])[A-Za-z0-9+/_\-]{32,}={0,2}  # long opaque tokens
@@ -31,6 +32,7 @@ _PATTERNS = re.compile(
 def scrub(text: str, secrets: Iterable[Secret | str | None] = ()) -> str:
     """Return ``text`` with the given secrets, any 6+ character fragment of their
     ends, and every key-shaped token replaced by ``[REDACTED]``."""
+    text = _PATTERNS.sub(REDACTED, text)
     for secret in secrets:
         value = secret.reveal() if isinstance(secret, Secret) else secret
         if not value:

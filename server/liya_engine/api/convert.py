@@ -8,8 +8,8 @@ listed paths, where a listed path absent from the request clears it.
 from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
-from liya.engine.v1 import config_service_pb2 as pb
 
+from liya.engine.v1 import config_service_pb2 as pb
 from liya_engine.config.model import (
     CLEAR,
     PROVIDER_FIELDS,

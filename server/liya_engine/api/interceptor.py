@@ -118,6 +118,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_unary(self, method: str, behavior):
         async def wrapped(request, context: grpc.aio.ServicerContext):
             started = time.perf_counter()
+            _cancel_with_call(context)
             try:
                 self._begin(context)
                 response = await behavior(request, context)
@@ -152,6 +153,18 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             self._metrics.rpc_done(method, "OK", "", time.perf_counter() - started)
 
         return wrapped
+
+
+def _cancel_with_call(context: grpc.aio.ServicerContext) -> None:
+    """Cancel this handler's task when the caller cancels the RPC, so that the
+    provider request it awaits is closed instead of running to its end."""
+    task = asyncio.current_task()
+
+    def on_done(ctx: grpc.aio.ServicerContext) -> None:
+        if ctx.cancelled() and task is not None and not task.done():
+            task.cancel()
+
+    context.add_done_callback(on_done)
 
 
 def _is_abort(exc: BaseException) -> bool:
