@@ -97,6 +97,47 @@ def details_of(err: grpc.aio.AioRpcError) -> ErrorDetails:
     return ErrorDetails(err.code(), err.details() or "", reason, meta, violations, retry, infos)
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_env(db_url: str, **extra: str) -> dict[str, str]:
+    """The environment for ``liya-engine serve`` in a subprocess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIYA_")}
+    env.update(test_env(db_url))
+    env.update(extra)
+    return env
+
+
+async def wait_serving(port: int, proc, timeout: float = 30) -> None:
+    """Wait until the server process on ``port`` reports SERVING."""
+    import asyncio
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            assert proc.poll() is None if hasattr(proc, "poll") else proc.returncode is None, (
+                "server process exited"
+            )
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("server did not become SERVING")
+            await asyncio.sleep(0.1)
+
+
 def canary_key(prefix: str = "sk-") -> str:
     """A distinctive key to search for in places it must never appear."""
     return prefix + "CANARY" + secrets.token_hex(20)

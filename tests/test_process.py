@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from helpers import auth, details_of, stubs_for, test_env
+from helpers import auth, details_of, free_port, process_env, stubs_for, wait_serving
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya_engine.fakes.providers import bind_refused_port
@@ -21,42 +20,20 @@ from liya_engine.fakes.providers import bind_refused_port
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env(tmp_path, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIYA_")}
-    env.update(test_env(f"sqlite+aiosqlite:///{tmp_path / 'srv.db'}"))
-    env.update(extra)
-    return env
-
-
-async def _wait_serving(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
-            try:
-                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("server did not become SERVING")
-            await asyncio.sleep(0.1)
+    return process_env(f"sqlite+aiosqlite:///{tmp_path / 'srv.db'}", **extra)
 
 
 def test_refuses_to_start_without_a_master_key(tmp_path):
-    env = _env(tmp_path, LIYA_MASTER_KEYS="", LIYA_LISTEN_ADDRESS=f"127.0.0.1:{_free_port()}")
-    proc = subprocess.run([BIN / "liya-engine", "serve"], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    env = _env(tmp_path, LIYA_MASTER_KEYS="", LIYA_LISTEN_ADDRESS=f"127.0.0.1:{free_port()}")
+    proc = subprocess.run(
+        [BIN / "liya-engine", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "no master key" in proc.stderr
     assert "LIYA_MASTER_KEYS" in proc.stderr
@@ -65,30 +42,52 @@ def test_refuses_to_start_without_a_master_key(tmp_path):
 
 def test_bad_setting_is_named(tmp_path):
     env = _env(tmp_path, LIYA_MASTER_KEYS="k1:not-base64!")
-    proc = subprocess.run([BIN / "liya-engine", "serve"], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [BIN / "liya-engine", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "LIYA_MASTER_KEYS" in proc.stderr and "base64" in proc.stderr
 
 
 async def test_sigterm_drains_in_flight_calls_and_reports_not_serving(tmp_path, fake):
-    port = _free_port()
-    env = _env(tmp_path, LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}",
-               LIYA_OPENAI_BASE_URL=fake.openai_base_url, LIYA_SHUTDOWN_GRACE_SECONDS="10")
-    proc = subprocess.Popen([BIN / "liya-engine", "serve"], env=env, stderr=subprocess.PIPE,
-                            text=True)
+    port = free_port()
+    env = _env(
+        tmp_path,
+        LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+        LIYA_OPENAI_BASE_URL=fake.openai_base_url,
+        LIYA_SHUTDOWN_GRACE_SECONDS="10",
+    )
+    proc = subprocess.Popen(
+        [BIN / "liya-engine", "serve"], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
-        await _wait_serving(port, proc)
+        await wait_serving(port, proc)
         s = stubs_for(port)
-        await s.config.UpdateConfig(cpb.UpdateConfigRequest(provider_config=cpb.ProviderConfig(
-            mode="byok", openai=cpb.OpenAIConfig(api_key="sk-" + "a" * 40))), metadata=auth("t1"))
+        await s.config.UpdateConfig(
+            cpb.UpdateConfigRequest(
+                provider_config=cpb.ProviderConfig(
+                    mode="byok", openai=cpb.OpenAIConfig(api_key="sk-" + "a" * 40)
+                )
+            ),
+            metadata=auth("t1"),
+        )
         fake.fail("openai", "slow", delay=1.5)
         watch = health_pb2_grpc.HealthStub(s.channel).Watch(health_pb2.HealthCheckRequest())
         first = await watch.read()
         assert first.status == health_pb2.HealthCheckResponse.SERVING
-        call = asyncio.ensure_future(s.inference.Complete(ipb.CompleteRequest(
-            intent="general_chat", messages=[ipb.ChatMessage(role="user", content="hi")]),
-            metadata=auth("t1")))
+        call = asyncio.ensure_future(
+            s.inference.Complete(
+                ipb.CompleteRequest(
+                    intent="general_chat", messages=[ipb.ChatMessage(role="user", content="hi")]
+                ),
+                metadata=auth("t1"),
+            )
+        )
         await fake.wait_for(lambda f: len(f.requests) == 1)
         proc.send_signal(signal.SIGTERM)
         update = await watch.read()
@@ -104,21 +103,34 @@ async def test_sigterm_drains_in_flight_calls_and_reports_not_serving(tmp_path, 
 
 
 async def test_unreachable_upstream_is_unavailable_not_unknown(tmp_path):
-    port = _free_port()
+    port = free_port()
     refused = bind_refused_port()
-    env = _env(tmp_path, LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}",
-               LIYA_OPENAI_BASE_URL=f"http://127.0.0.1:{refused}/v1")
-    proc = subprocess.Popen([BIN / "liya-engine", "serve"], env=env, stderr=subprocess.PIPE,
-                            text=True)
+    env = _env(
+        tmp_path,
+        LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+        LIYA_OPENAI_BASE_URL=f"http://127.0.0.1:{refused}/v1",
+    )
+    proc = subprocess.Popen(
+        [BIN / "liya-engine", "serve"], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
-        await _wait_serving(port, proc)
+        await wait_serving(port, proc)
         s = stubs_for(port)
-        await s.config.UpdateConfig(cpb.UpdateConfigRequest(provider_config=cpb.ProviderConfig(
-            mode="byok", openai=cpb.OpenAIConfig(api_key="sk-" + "b" * 40))), metadata=auth("t"))
+        await s.config.UpdateConfig(
+            cpb.UpdateConfigRequest(
+                provider_config=cpb.ProviderConfig(
+                    mode="byok", openai=cpb.OpenAIConfig(api_key="sk-" + "b" * 40)
+                )
+            ),
+            metadata=auth("t"),
+        )
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await s.inference.Complete(ipb.CompleteRequest(
-                intent="general_chat", messages=[ipb.ChatMessage(role="user", content="hi")]),
-                metadata=auth("t"))
+            await s.inference.Complete(
+                ipb.CompleteRequest(
+                    intent="general_chat", messages=[ipb.ChatMessage(role="user", content="hi")]
+                ),
+                metadata=auth("t"),
+            )
         d = details_of(err.value)
         assert d.code == grpc.StatusCode.UNAVAILABLE
         assert d.reason == "BYOK_ENDPOINT_UNREACHABLE"
