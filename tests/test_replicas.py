@@ -1,0 +1,134 @@
+"""Two server replicas sharing one PostgreSQL database: how the service grows
+past one machine. Each replica has its own tenant cache and its own SDK
+clients; only the database is shared."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from helpers import auth, details_of, master_key_line
+from liya.engine.v1 import config_service_pb2 as cpb
+from liya.engine.v1 import inference_service_pb2 as ipb
+from liya_engine.config.rewrap import rewrap_all
+from liya_engine.settings import Settings
+
+TTL = 0.5
+
+
+def openai_update(key: str, model: str = "gpt-4o", etag: str = "") -> cpb.UpdateConfigRequest:
+    return cpb.UpdateConfigRequest(
+        etag=etag,
+        provider_config=cpb.ProviderConfig(
+            mode="byok", openai=cpb.OpenAIConfig(api_key=key, default_model=model)
+        ),
+    )
+
+
+def hello() -> ipb.CompleteRequest:
+    return ipb.CompleteRequest(
+        intent="general_chat", messages=[ipb.ChatMessage(role="user", content="hi")]
+    )
+
+
+@pytest.fixture
+async def replicas(servers, postgres_url):
+    servers.base_env["LIYA_DATABASE_URL"] = postgres_url
+    servers.base_env["LIYA_CONFIG_CACHE_TTL_SECONDS"] = str(TTL)
+    a = await servers.start()
+    b = await servers.start()
+    return a[1], b[1]
+
+
+async def test_update_through_one_is_served_by_the_other(replicas, fake):
+    a, b = replicas
+    await a.config.UpdateConfig(openai_update("sk-" + "1" * 40), metadata=auth("t"))
+    masked = await b.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=auth("t"))
+    assert masked.config.openai.default_model == "gpt-4o"  # reads are never stale
+    r = await b.inference.Complete(hello(), metadata=auth("t"))
+    assert r.usage.model == "gpt-4o"
+
+    await a.config.UpdateConfig(openai_update("sk-" + "2" * 40, "gpt-4o-mini"), metadata=auth("t"))
+    await asyncio.sleep(TTL + 0.1)  # the documented staleness bound of B's cache
+    r = await b.inference.Complete(hello(), metadata=auth("t"))
+    assert r.usage.model == "gpt-4o-mini"
+    assert fake.last_request.api_key == "sk-" + "2" * 40
+
+
+async def test_concurrent_updates_through_both_keep_the_etag_guarantee(replicas):
+    a, b = replicas
+    first = await a.config.UpdateConfig(openai_update("sk-" + "1" * 40), metadata=auth("t"))
+    etag = first.config.etag
+    results = await asyncio.gather(
+        *[
+            (a if i % 2 else b).config.UpdateConfig(
+                openai_update("sk-" + str(i) * 40, etag=etag), metadata=auth("t")
+            )
+            for i in range(2, 8)
+        ],
+        return_exceptions=True,
+    )
+    wins = [r for r in results if not isinstance(r, Exception)]
+    losses = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(wins) == 1 and len(losses) == 5
+    for loss in losses:
+        d = details_of(loss)
+        assert (d.code, d.reason) == (grpc.StatusCode.ABORTED, "ETAG_MISMATCH")
+    masked = await b.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=auth("t"))
+    assert masked.config.etag == wins[0].config.etag
+    assert masked.config.openai.api_key_preview == wins[0].config.openai.api_key_preview
+    audit = await a.config.ListAuditEntries(cpb.ListAuditEntriesRequest(), metadata=auth("t"))
+    assert len(audit.audit_entries) == 2  # the first write and the single winner
+
+
+async def test_rewrap_while_both_serve_loses_nothing(servers, postgres_url, fake):
+    old = master_key_line("old-1")
+    new = master_key_line("new-2")
+    servers.base_env.update(
+        LIYA_DATABASE_URL=postgres_url, LIYA_MASTER_KEYS=old, LIYA_CONFIG_CACHE_TTL_SECONDS="0"
+    )
+    _, a = await servers.start()
+    tenants = [f"t{i}" for i in range(30)]
+    for t in tenants:
+        await a.config.UpdateConfig(openai_update("sk-" + t.ljust(40, "x")), metadata=auth(t))
+    # Roll out the new primary; the old key stays for decryption.
+    servers.base_env["LIYA_MASTER_KEYS"] = f"{new},{old}"
+    _, b = await servers.start()
+    _, c = await servers.start()
+
+    async def keep_calling(stubs, tenant_slice) -> int:
+        done = 0
+        for t in tenant_slice:
+            r = await stubs.inference.Complete(hello(), metadata=auth(t))
+            assert r.usage.provider == "openai"
+            done += 1
+        return done
+
+    async def keep_updating(stubs) -> None:
+        for t in tenants[:10]:
+            await stubs.config.UpdateConfig(
+                openai_update("sk-" + t.ljust(40, "y")), metadata=auth(t)
+            )
+
+    settings = Settings.from_env({**servers.base_env})
+    report, calls_b, calls_c, _ = await asyncio.gather(
+        rewrap_all(settings, batch_size=7),
+        keep_calling(b, tenants),
+        keep_calling(c, tenants),
+        keep_updating(b),
+    )
+    assert report.failed == 0 and calls_b == calls_c == len(tenants)
+    leftovers = await rewrap_all(settings, batch_size=7)  # re-running finishes any stragglers
+    assert leftovers.failed == 0
+    assert set(leftovers.remaining_by_key) == {"new-2"}
+
+    # With the old key retired, a fresh replica serves every tenant its newest key.
+    servers.base_env["LIYA_MASTER_KEYS"] = new
+    _, d = await servers.start()
+    fake.reset()
+    for t in tenants:
+        await d.inference.Complete(hello(), metadata=auth(t))
+    expected = {("sk-" + t.ljust(40, "y" if t in tenants[:10] else "x")) for t in tenants}
+    assert {q.api_key for q in fake.requests} == expected
