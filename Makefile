@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 PROTOS := $(wildcard protos/liya/engine/v1/*.proto)
 
-.PHONY: run test lint gen check-gen bench token fake-providers clean install
+.PHONY: run test lint breaking gen check-gen bench token fake-providers clean install
 
 install: $(STAMP) $(BUF)
 
@@ -41,8 +41,16 @@ test: $(STAMP) $(BUF) lint check-gen
 lint: $(STAMP) $(BUF)
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+	$(MAKE) --no-print-directory breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Proto changes must not break callers: compare with the last commit
+## (or BREAKING_AGAINST, e.g. '.git#branch=main').
+BREAKING_AGAINST ?= .git\#ref=HEAD
+breaking: $(BUF)
+	@if git rev-parse --verify -q HEAD >/dev/null; then \
+	  $(BUF) breaking --against '$(BREAKING_AGAINST)'; else echo "no commit to compare protos with"; fi
 
 ## Regenerate the Python stubs in clients/ from protos/.
 gen: $(STAMP)

@@ -138,3 +138,49 @@ async def test_unreachable_upstream_is_unavailable_not_unknown(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+async def test_workers_share_the_port_and_stop_together(tmp_path, fake):
+    port = free_port()
+    env = _env(
+        tmp_path, LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}", LIYA_OPENAI_BASE_URL=fake.openai_base_url
+    )
+    proc = subprocess.Popen(
+        [BIN / "liya-engine", "serve", "--workers", "2"], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        await wait_serving(port, proc)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 2
+        await asyncio.sleep(1)  # let the second worker bind too
+        first = stubs_for(port)
+        await first.config.UpdateConfig(
+            cpb.UpdateConfigRequest(
+                provider_config=cpb.ProviderConfig(
+                    mode="byok", openai=cpb.OpenAIConfig(api_key="sk-" + "w" * 40)
+                )
+            ),
+            metadata=auth("t"),
+        )
+        await first.channel.close()
+        for _ in range(8):  # new connections spread over the workers
+            s = stubs_for(port)
+            reply = await s.inference.Complete(
+                ipb.CompleteRequest(
+                    intent="general_chat", messages=[ipb.ChatMessage(role="user", content="hi")]
+                ),
+                metadata=auth("t"),
+            )
+            assert reply.usage.provider == "openai"
+            await s.channel.close()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+        for pid in children:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text()
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -12,18 +12,19 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from liya.engine.v1 import (
     config_service_pb2,
     config_service_pb2_grpc,
     inference_service_pb2,
     inference_service_pb2_grpc,
 )
-
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
 from liya_engine.api.interceptor import CallInterceptor
+from liya_engine.bootstrap import build_cipher
 from liya_engine.config.service import ConfigService
-from liya_engine.crypto.cipher import KeyCipher, Keyring, KeyringEntry
+from liya_engine.crypto.cipher import KeyCipher
 from liya_engine.identity import TokenVerifier
 from liya_engine.inference.service import InferenceService
 from liya_engine.inference.tenants import TenantCache
@@ -60,14 +61,6 @@ class Services:
         for adapter in self.inference.adapters.values():
             await adapter.aclose()
         await self.db.dispose()
-
-
-async def build_cipher(settings: Settings, db: Database) -> KeyCipher:
-    primary = settings.primary_master_key  # refuses to go on without one
-    salts = await db.salts_for(k.key_id for k in settings.master_keys)
-    entries = [KeyringEntry(k.key_id, k.material, salts[k.key_id]) for k in settings.master_keys]
-    log.info("keyring: %d master key(s), primary %s", len(entries), primary.key_id)
-    return KeyCipher(Keyring(entries))
 
 
 async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
@@ -152,10 +145,14 @@ class RunningServer:
 
 
 async def start_server(
-    settings: Settings, *, services: Services | None = None, reuse_port: bool = False
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    reuse_port: bool = False,
+    migrate: bool = True,
 ) -> RunningServer:
     """Build services (unless given) and start serving on ``settings.listen_address``."""
-    services = services or await build_services(settings)
+    services = services or await build_services(settings, migrate=migrate)
     server = grpc.aio.server(
         interceptors=[CallInterceptor(services.verifier, services.metrics)],
         options=[
@@ -199,9 +196,11 @@ async def start_server(
     return running
 
 
-async def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None:
+async def serve_forever(
+    settings: Settings, *, reuse_port: bool = False, migrate: bool = True
+) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
-    running = await start_server(settings, reuse_port=reuse_port)
+    running = await start_server(settings, reuse_port=reuse_port, migrate=migrate)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,15 +15,17 @@ from liya_engine.secret import Secret
 
 REDACTED = "[REDACTED]"
 
-# Key-shaped runs: provider key prefixes, bearer tokens, JWTs, and long
-# base64/hex runs (Azure keys are 32 hex characters or 84 base64 characters).
+# Key-shaped runs: provider key prefixes, bearer tokens, JWTs, and long opaque
+# runs of 40+ characters. Shorter runs are left alone so request ids (32 hex)
+# stay readable, and "/" is not part of a run so file paths in tracebacks
+# survive; keys the caller is known to hold are removed exactly by ``scrub``.
 _PATTERNS = re.compile(
     r"""
     (?:sk|rk|pk)-[A-Za-z0-9_\-*.]{4,}           # OpenAI / Anthropic style keys, masked too
     | \*{3,}[A-Za-z0-9_\-]{0,8}                 # the masked middle and tail of a key
     | (?i:bearer)\s+[A-Za-z0-9_\-.=+/]{8,}     # bearer credentials
     | eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-.]+  # JWTs
-    | (?<![A-Za-z0-9])[A-Za-z0-9+/_\-]{32,}={0,2}  # long opaque tokens
+    | (?<![A-Za-z0-9+_\-])[A-Za-z0-9+_\-]{40,}={0,2}  # long opaque tokens
     """,
     re.VERBOSE,
 )

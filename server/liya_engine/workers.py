@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 
 from liya_engine.settings import Settings
 
@@ -23,17 +22,30 @@ def _worker(settings: Settings) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        asyncio.run(serve_forever(settings, reuse_port=True))
+        asyncio.run(serve_forever(settings, reuse_port=True, migrate=False))
     except BaseException:
         log.exception("worker %d failed", os.getpid())
         os._exit(1)
     os._exit(0)
 
 
+async def _prepare(settings: Settings) -> None:
+    """Migrate and create key salts once, so workers do not race on them."""
+    from liya_engine.bootstrap import build_cipher
+    from liya_engine.storage.database import Database
+
+    db = Database(settings.database_url)
+    try:
+        revision = await db.migrate()
+        log.info("database schema at revision %s (migrated before forking)", revision)
+        await build_cipher(settings, db)
+    finally:
+        await db.dispose()
+
+
 def serve_workers(settings: Settings) -> int:
     """Run ``settings.workers`` processes; return when all have exited."""
-    if "grpc" in sys.modules and "grpc._cython" in sys.modules:
-        log.warning("grpc was imported before forking workers")
+    asyncio.run(_prepare(settings))
     children: list[int] = []
     for _ in range(settings.workers):
         pid = os.fork()

@@ -44,7 +44,7 @@ class RewrapReport:
 async def rewrap_all(
     settings: Settings, *, batch_size: int = 200, db: Database | None = None
 ) -> RewrapReport:
-    from liya_engine.app import build_cipher
+    from liya_engine.bootstrap import build_cipher
 
     own_db = db is None
     db = db or Database(settings.database_url)
