@@ -21,7 +21,9 @@ from liya_engine.fakes.providers import (
     PROVIDER_NAMES,
     FakeProviders,
     RecordedRequest,
+    answer_words,
     bind_refused_port,
+    count_prompt_tokens,
     main_forever,
 )
 
@@ -33,7 +35,9 @@ __all__ = [
     "PROVIDER_NAMES",
     "FakeProviders",
     "RecordedRequest",
+    "answer_words",
     "bind_refused_port",
+    "count_prompt_tokens",
     "main_forever",
     "start_fake_providers",
 ]

@@ -63,8 +63,10 @@ FAILURE_KINDS: tuple[str, ...] = (
     "slow_stream",  # answer normally, ``chunk_delay`` seconds (default 0.2) between chunks
     "stream_cut",  # send ``after`` events (default 2) then abort the connection
     "stream_error",  # send ``after`` events then the provider's in-stream error event
+    "stream_end_early",  # send ``after`` events then end the stream cleanly, unfinished
     "redirect",  # 307 to ``location`` (default: the same URL)
     "disconnect",  # close the connection without any answer
+    "garbage",  # 200 with an HTML page instead of a completion
 )
 
 _ANSWER_PREFIX = "Fake answer to:"
@@ -197,6 +199,7 @@ class FakeProviders:
         self._keys: dict[str, set[str] | None] = dict.fromkeys(PROVIDER_NAMES)
         self._models: dict[str, set[str] | None] = dict.fromkeys(PROVIDER_NAMES)
         self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Event()
         self.host = "127.0.0.1"
         self.port = 0
 
@@ -245,22 +248,28 @@ class FakeProviders:
         return self.requests[-1]
 
     async def wait_for(
-        self, predicate: Callable[[FakeProviders], bool], timeout: float = 5.0
+        self, predicate: Callable[[FakeProviders], bool], within: float = 5.0
     ) -> None:
         """Wait until ``predicate(self)`` holds, e.g. until a disconnect is recorded.
 
-        Raises ``TimeoutError`` when it does not hold within ``timeout`` seconds.
+        Raises ``TimeoutError`` when it does not hold within ``within`` seconds.
         """
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while not predicate(self):
-                await asyncio.sleep(0.01)
+                await self._changed.wait()
+
+    def _notify(self) -> None:
+        # Wake every waiter, then arm a fresh event for the next change.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     # ------------------------------------------------------------------ server
 
     @property
     def base_url(self) -> str:
         """``http://host:port`` of the running server."""
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def openai_base_url(self) -> str:
@@ -297,14 +306,15 @@ class FakeProviders:
             raise RuntimeError("already serving")
         # handler_cancellation lets a handler notice the client went away while
         # it waits (slow answers, streams), which is what tests assert on.
-        runner = web.AppRunner(self.make_app(), handler_cancellation=True, access_log=None)
+        runner = web.AppRunner(
+            self.make_app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+        )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         self._runner = runner
-        sockets = [s for s in (site._server.sockets if site._server else [])]
         self.host = host
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        self.port = int(runner.addresses[0][1])
 
     async def aclose(self) -> None:
         """Stop the server and drop open connections."""
@@ -340,7 +350,9 @@ class FakeProviders:
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         deployment = request.match_info.get("deployment") if provider == "azure" else None
-        model = deployment if provider == "azure" else (body or {}).get("model")
+        model = deployment if provider == "azure" else None
+        if model is None and isinstance(body, dict):
+            model = body.get("model")
         record = RecordedRequest(
             provider=provider,
             method=request.method,
@@ -354,6 +366,7 @@ class FakeProviders:
             stream=bool(isinstance(body, dict) and body.get("stream")),
         )
         self.requests.append(record)
+        self._notify()
         try:
             response = await self._answer(request, provider, record)
             record.completed = record.status is not None and not record.client_disconnected
@@ -369,6 +382,7 @@ class FakeProviders:
             return _gone()
         finally:
             record.finished_at = time.time()
+            self._notify()
 
     async def _answer(
         self, request: web.Request, provider: str, record: RecordedRequest
@@ -402,15 +416,20 @@ class FakeProviders:
         if kind == "disconnect":
             _abort(request)
             raise _Cut
+        if kind == "garbage":
+            record.status = 200
+            return web.Response(
+                status=200, text="<html><body>Welcome</body></html>", content_type="text/html"
+            )
         if kind == "redirect":
             location = opts.get("location") or str(request.url)
             record.status = int(opts.get("status", 307))
             return web.Response(status=record.status, headers={"Location": location})
         if kind == "slow":
             await self._sleep_watching(request, float(opts.get("delay", 5.0)))
-        elif kind not in (None, "slow_stream", "stream_cut", "stream_error"):
+        elif kind not in (None, "slow_stream", "stream_cut", "stream_error", "stream_end_early"):
             return self._error(record, provider, kind, opts, key)
-        if kind == "stream_error" and not record.stream:
+        if kind in ("stream_error", "stream_end_early") and not record.stream:
             return self._error(record, provider, "server_error", opts, key)
 
         answer = _Answer.build(provider, body, record.model or "")
@@ -504,12 +523,13 @@ class FakeProviders:
             else answer.openai_events(include_usage)
         )
         for index, event in enumerate(events):
-            if kind in ("stream_cut", "stream_error") and index == after:
+            if kind in ("stream_cut", "stream_error", "stream_end_early") and index == after:
                 if kind == "stream_cut":
                     await asyncio.sleep(0.01)
                     _abort(request)
                     raise _Cut
-                await response.write(_stream_error_event(provider))
+                if kind == "stream_error":
+                    await response.write(_stream_error_event(provider))
                 break
             await response.write(event)
             if chunk_delay:
@@ -762,7 +782,8 @@ def _stream_error_event(provider: str) -> bytes:
     return _sse(
         {
             "error": {
-                "message": "The server had an error while processing your request. Sorry about that!",
+                "message": "The server had an error while processing your request. "
+                "Sorry about that!",
                 "type": "server_error",
                 "param": None,
                 "code": None,

@@ -13,5 +13,8 @@ def build_adapters(settings: Settings) -> dict[str, ProviderAdapter]:
     from liya_engine.providers.openai_adapter import OpenAIAdapter
 
     del settings
-    return {"openai": OpenAIAdapter(), "anthropic": AnthropicAdapter(),
-            "azure": AzureOpenAIAdapter()}
+    return {
+        "openai": OpenAIAdapter(),
+        "anthropic": AnthropicAdapter(),
+        "azure": AzureOpenAIAdapter(),
+    }

@@ -1,0 +1,121 @@
+"""Anthropic messages through the official SDK (``anthropic.AsyncAnthropic``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import httpx2
+
+from liya_engine.providers.base import Credentials, ProviderRequest, ProviderResult
+from liya_engine.providers.classify import MalformedAnswer
+from liya_engine.providers.sdk_clients import PooledAdapter, StreamState
+
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_use": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "content_filter",
+}
+
+
+def normalise_anthropic_finish(reason: str | None) -> str:
+    """Anthropic stop_reason as ``stop``/``length``/``content_filter``."""
+    return _FINISH_REASONS.get(reason or "end_turn", "stop")
+
+
+def anthropic_params(request: ProviderRequest) -> dict[str, Any]:
+    """Messages API arguments: system messages go to ``system``, joined in order."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    params: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": [
+            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+        ],
+    }
+    if system:
+        params["system"] = system
+    if request.temperature is not None:
+        # The SDK's typed signature no longer has temperature; the API still
+        # accepts it for the models that support it.
+        params["extra_body"] = {"temperature": request.temperature}
+    return params
+
+
+class AnthropicAdapter(PooledAdapter[anthropic.AsyncAnthropic]):
+    """``ProviderAdapter`` for Anthropic.
+
+    ``AnthropicAdapter(max_clients=1024, http_client=None, connect_timeout=10.0)``;
+    ``creds.base_url`` is the Anthropic base URL from settings.
+    """
+
+    name = "anthropic"
+
+    def _new_client(
+        self, creds: Credentials, http_client: httpx2.AsyncClient
+    ) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=creds.api_key.reveal(),
+            base_url=creds.base_url,
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    async def _create(
+        self, client: anthropic.AsyncAnthropic, creds: Credentials, request: ProviderRequest
+    ) -> Any:
+        return await client.messages.create(
+            **anthropic_params(request), timeout=self._sdk_timeout(request)
+        )
+
+    def _to_result(self, raw: Any, request: ProviderRequest) -> ProviderResult:
+        try:
+            text = "".join(
+                block.text for block in raw.content if getattr(block, "type", "") == "text"
+            )
+            return ProviderResult(
+                text=text,
+                finish_reason=normalise_anthropic_finish(raw.stop_reason),
+                input_tokens=int(raw.usage.input_tokens or 0),
+                output_tokens=int(raw.usage.output_tokens or 0),
+                model=raw.model or request.model,
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise MalformedAnswer(self.name) from exc
+
+    async def _open_stream(
+        self, client: anthropic.AsyncAnthropic, creds: Credentials, request: ProviderRequest
+    ) -> Any:
+        return await client.messages.create(
+            **anthropic_params(request), stream=True, timeout=self._sdk_timeout(request)
+        )
+
+    def _on_event(self, state: StreamState, event: Any) -> str:
+        kind = getattr(event, "type", "")
+        if kind == "message_start":
+            message = event.message
+            if message.model:
+                state.model = message.model
+            if message.usage is not None:
+                state.input_tokens = message.usage.input_tokens
+                state.output_tokens = message.usage.output_tokens
+        elif kind == "content_block_delta":
+            delta = event.delta
+            if getattr(delta, "type", "") == "text_delta":
+                return delta.text
+        elif kind == "message_delta":
+            if event.delta.stop_reason:
+                state.finish_reason = normalise_anthropic_finish(event.delta.stop_reason)
+                state.finished = True
+            usage = event.usage
+            if usage is not None:
+                state.output_tokens = usage.output_tokens
+                if usage.input_tokens is not None:
+                    state.input_tokens = usage.input_tokens
+        elif kind == "message_stop":
+            state.finished = True
+        return ""

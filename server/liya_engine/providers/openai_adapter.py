@@ -1,0 +1,121 @@
+"""OpenAI chat completions through the official SDK (``openai.AsyncOpenAI``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import openai
+
+from liya_engine.providers.base import Credentials, ProviderRequest, ProviderResult
+from liya_engine.providers.classify import MalformedAnswer
+from liya_engine.providers.sdk_clients import PooledAdapter, StreamState
+
+_FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
+
+
+def normalise_openai_finish(reason: str | None) -> str:
+    """OpenAI/Azure finish_reason as ``stop``/``length``/``content_filter``.
+
+    Tool and function calls are not requested by this service; if a model ends
+    that way anyway, the turn did end normally, so it reads as ``stop``.
+    """
+    return _FINISH_REASONS.get(reason or "stop", "stop")
+
+
+def chat_messages(request: ProviderRequest) -> list[dict[str, str]]:
+    """The request's messages in the chat completions wire format."""
+    return [{"role": m.role, "content": m.content} for m in request.messages]
+
+
+class OpenAIAdapter(PooledAdapter[openai.AsyncOpenAI]):
+    """``ProviderAdapter`` for OpenAI.
+
+    ``OpenAIAdapter(max_clients=1024, http_client=None, connect_timeout=10.0)``;
+    ``creds.base_url`` is the OpenAI base URL from settings (``…/v1``).
+    """
+
+    name = "openai"
+
+    def _new_client(
+        self, creds: Credentials, http_client: httpx2.AsyncClient
+    ) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(
+            api_key=creds.api_key.reveal(),
+            base_url=creds.base_url,
+            max_retries=0,
+            http_client=http_client,
+        )
+        _forget_ambient_account(client)
+        return client
+
+    def _token_limit(self, creds: Credentials, request: ProviderRequest) -> dict[str, int]:
+        # max_tokens is refused by reasoning models; max_completion_tokens is
+        # accepted by every current chat model.
+        return {"max_completion_tokens": request.max_tokens}
+
+    def _stream_options(self, creds: Credentials) -> dict[str, Any] | None:
+        return {"include_usage": True}
+
+    def _params(self, creds: Credentials, request: ProviderRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": request.model,
+            "messages": chat_messages(request),
+            "timeout": self._sdk_timeout(request),
+            **self._token_limit(creds, request),
+        }
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        return params
+
+    async def _create(
+        self, client: openai.AsyncOpenAI, creds: Credentials, request: ProviderRequest
+    ) -> Any:
+        return await client.chat.completions.create(**self._params(creds, request))
+
+    def _to_result(self, raw: Any, request: ProviderRequest) -> ProviderResult:
+        try:
+            choice = raw.choices[0]
+            usage = raw.usage
+            return ProviderResult(
+                text=choice.message.content or "",
+                finish_reason=normalise_openai_finish(choice.finish_reason),
+                input_tokens=int(usage.prompt_tokens) if usage else 0,
+                output_tokens=int(usage.completion_tokens) if usage else 0,
+                model=raw.model or request.model,
+            )
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            raise MalformedAnswer(self.name) from exc
+
+    async def _open_stream(
+        self, client: openai.AsyncOpenAI, creds: Credentials, request: ProviderRequest
+    ) -> Any:
+        params = self._params(creds, request)
+        options = self._stream_options(creds)
+        if options is not None:
+            params["stream_options"] = options
+        return await client.chat.completions.create(stream=True, **params)
+
+    def _on_event(self, state: StreamState, event: Any) -> str:
+        if getattr(event, "model", None):
+            state.model = event.model
+        usage = getattr(event, "usage", None)
+        if usage is not None:
+            state.input_tokens = int(usage.prompt_tokens)
+            state.output_tokens = int(usage.completion_tokens)
+        text = ""
+        for choice in getattr(event, "choices", None) or ():
+            if choice.finish_reason:
+                state.finish_reason = normalise_openai_finish(choice.finish_reason)
+                state.finished = True
+            if choice.delta is not None and choice.delta.content:
+                text += choice.delta.content
+        return text
+
+
+def _forget_ambient_account(client: openai.AsyncOpenAI) -> None:
+    # The SDK fills these from OPENAI_ORG_ID/OPENAI_PROJECT_ID/OPENAI_ADMIN_KEY;
+    # the platform's own account must never travel with a tenant's key.
+    client.organization = None
+    client.project = None
+    client.admin_api_key = None

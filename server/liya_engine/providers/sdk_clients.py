@@ -1,0 +1,301 @@
+"""What the SDK-backed adapters share: client reuse, one connection pool, and
+the call/stream skeleton with the timeout budget and error classification.
+
+Both SDKs are built on ``httpx2`` (the maintained fork of httpx; Anthropic's
+SDK rejects plain httpx clients), so the shared pool is an
+``httpx2.AsyncClient``. It never follows redirects: an endpoint that redirects
+must not get the chance to forward the key elsewhere.
+
+SDK clients are cached per (base URL, API version, key fingerprint) in a
+bounded LRU. The fingerprint is an HMAC-SHA256 of the key under a random
+per-process salt, so the cache's keys say nothing about the API keys even if
+the structure is printed. Evicted SDK clients are simply dropped: closing one
+would close the shared pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx2
+
+from liya_engine.errors import ProviderError
+from liya_engine.providers.base import (
+    Credentials,
+    Message,
+    ProviderName,
+    ProviderRequest,
+    ProviderResult,
+    StreamDelta,
+    StreamEnd,
+    StreamEvent,
+)
+from liya_engine.providers.classify import IncompleteAnswer, classify_error
+from liya_engine.secret import Secret
+
+ClientT = TypeVar("ClientT")
+
+DEFAULT_MAX_CLIENTS = 1024
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+_FINGERPRINT_SALT = secrets.token_bytes(32)
+
+
+def key_fingerprint(key: Secret) -> str:
+    """HMAC-SHA256 of the key under this process's random salt (hex).
+
+    Stable within the process, useless outside it: safe as a cache key.
+    """
+    return hmac.new(_FINGERPRINT_SALT, key.reveal().encode(), hashlib.sha256).hexdigest()
+
+
+def new_http_client(
+    *,
+    max_connections: int = 200,
+    max_keepalive_connections: int = 50,
+    keepalive_expiry: float = 30.0,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> httpx2.AsyncClient:
+    """The connection pool one adapter shares between all its SDK clients."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(60.0, connect=connect_timeout),
+        limits=httpx2.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_keepalive_connections,
+            keepalive_expiry=keepalive_expiry,
+        ),
+        follow_redirects=False,
+    )
+
+
+class ClientCache(Generic[ClientT]):
+    """Bounded LRU of SDK clients keyed by (base_url, api_version, key fingerprint)."""
+
+    def __init__(self, factory: Callable[[Credentials], ClientT], max_size: int) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self._factory = factory
+        self._max_size = max_size
+        self._clients: OrderedDict[tuple[str, str, str], ClientT] = OrderedDict()
+
+    def get(self, creds: Credentials) -> ClientT:
+        """The cached client for these credentials, creating it on a miss."""
+        key = (creds.base_url, creds.api_version or "", key_fingerprint(creds.api_key))
+        client = self._clients.get(key)
+        if client is not None:
+            self._clients.move_to_end(key)
+            return client
+        client = self._factory(creds)
+        self._clients[key] = client
+        while len(self._clients) > self._max_size:
+            self._clients.popitem(last=False)
+        return client
+
+    def clear(self) -> None:
+        """Drop every cached client (the shared pool stays open)."""
+        self._clients.clear()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def __repr__(self) -> str:
+        return f"ClientCache(size={len(self._clients)}, max_size={self._max_size})"
+
+
+@dataclass
+class StreamState:
+    """What a stream has told us so far; turned into the final ``StreamEnd``."""
+
+    model: str
+    finish_reason: str = "stop"
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    text_chars: int = 0
+    finished: bool = False  # the provider sent its final event
+
+
+def estimate_prompt_tokens(messages: Iterable[Message]) -> int:
+    """Rough prompt size (about 4 characters a token, plus per-message overhead)."""
+    return 3 + sum(4 + len(m.content) // 4 for m in messages)
+
+
+def estimate_text_tokens(chars: int) -> int:
+    """Rough token count of generated text of ``chars`` characters."""
+    return (chars + 3) // 4
+
+
+class PooledAdapter(Generic[ClientT]):
+    """Base of the SDK adapters: implements ``ProviderAdapter`` on a few hooks.
+
+    Subclasses set ``name`` and implement ``_new_client``, ``_create``,
+    ``_to_result``, ``_open_stream`` and ``_on_event``.
+
+    ``request.timeout`` is a total budget for the call: for ``complete`` the whole
+    answer, for ``stream`` everything up to the last event. When it runs out the
+    upstream request is abandoned (its connection closed) and ``ProviderTimedOut``
+    is raised.
+    """
+
+    name: ProviderName
+
+    def __init__(
+        self,
+        *,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        http_client: httpx2.AsyncClient | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self._owns_http_client = http_client is None
+        self._http = http_client or new_http_client(connect_timeout=connect_timeout)
+        if self._http.follow_redirects:
+            raise ValueError("the shared http client must not follow redirects")
+        self._connect_timeout = connect_timeout
+        self._clients: ClientCache[ClientT] = ClientCache(self._build_client, max_clients)
+
+    @property
+    def http_client(self) -> httpx2.AsyncClient:
+        """The connection pool shared by every SDK client of this adapter."""
+        return self._http
+
+    def client_for(self, creds: Credentials) -> ClientT:
+        """The (cached) SDK client for these credentials."""
+        if creds.provider != self.name:
+            raise ValueError(f"{self.name} adapter given {creds.provider} credentials")
+        return self._clients.get(creds)
+
+    async def complete(self, creds: Credentials, request: ProviderRequest) -> ProviderResult:
+        """Run one completion; raise a ``ProviderError`` subclass on failure."""
+        client = self.client_for(creds)
+        error: ProviderError | None = None
+        try:
+            async with asyncio.timeout(request.timeout):
+                raw = await self._create(client, creds, request)
+            return self._to_result(raw, request)
+        except Exception as exc:
+            error = self._classify(exc, creds, request)
+            if error is None:
+                raise
+        # Raised outside the except block so the SDK exception (which holds the
+        # request and its auth headers) is not chained as __context__.
+        raise error
+
+    async def stream(
+        self, creds: Credentials, request: ProviderRequest
+    ) -> AsyncIterator[StreamEvent]:
+        """Yield ``StreamDelta``s then one ``StreamEnd``; see the class docstring.
+
+        A connection cut after the answer started raises ``ProviderUnavailable``.
+        Closing this generator early closes the upstream response.
+        """
+        client = self.client_for(creds)
+        deadline = asyncio.get_running_loop().time() + request.timeout
+        upstream: Any = None
+        error: ProviderError | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                upstream = await self._open_stream(client, creds, request)
+            state = StreamState(model=request.model)
+            iterator = upstream.__aiter__()
+            while True:
+                # The budget wraps each read, never a yield: a timeout must not
+                # fire while the consumer holds control.
+                async with asyncio.timeout_at(deadline):
+                    try:
+                        event = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
+                text = self._on_event(state, event)
+                if text:
+                    state.text_chars += len(text)
+                    yield StreamDelta(text)
+            if not state.finished:
+                # A clean end without the final event (a proxy closing the
+                # stream, an HTML page served with 200) is still a failure.
+                raise IncompleteAnswer(self.name)
+            yield self._stream_end(state, request)
+            return
+        except Exception as exc:
+            error = self._classify(exc, creds, request, mid_stream=upstream is not None)
+            if error is None:
+                raise
+        finally:
+            if upstream is not None:
+                await upstream.close()
+        raise error
+
+    async def aclose(self) -> None:
+        """Drop cached SDK clients and close the shared connection pool."""
+        self._clients.clear()
+        if self._owns_http_client:
+            await self._http.aclose()
+
+    # ------------------------------------------------------------------ hooks
+
+    def _build_client(self, creds: Credentials) -> ClientT:
+        return self._new_client(creds, self._http)
+
+    def _new_client(self, creds: Credentials, http_client: httpx2.AsyncClient) -> ClientT:
+        raise NotImplementedError
+
+    async def _create(self, client: ClientT, creds: Credentials, request: ProviderRequest) -> Any:
+        raise NotImplementedError
+
+    def _to_result(self, raw: Any, request: ProviderRequest) -> ProviderResult:
+        raise NotImplementedError
+
+    async def _open_stream(
+        self, client: ClientT, creds: Credentials, request: ProviderRequest
+    ) -> Any:
+        raise NotImplementedError
+
+    def _on_event(self, state: StreamState, event: Any) -> str:
+        """Update ``state`` from one upstream event; return its text (or "")."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- helpers
+
+    def _sdk_timeout(self, request: ProviderRequest) -> httpx2.Timeout:
+        # Connecting should not be allowed to eat the whole budget.
+        return httpx2.Timeout(request.timeout, connect=min(request.timeout, self._connect_timeout))
+
+    def _stream_end(self, state: StreamState, request: ProviderRequest) -> StreamEnd:
+        # Usage missing (e.g. an Azure API version without stream usage):
+        # estimate rather than report zero, so cost accounting stays roughly right.
+        input_tokens = state.input_tokens
+        if input_tokens is None:
+            input_tokens = estimate_prompt_tokens(request.messages)
+        output_tokens = state.output_tokens
+        if output_tokens is None:
+            output_tokens = estimate_text_tokens(state.text_chars)
+        return StreamEnd(
+            finish_reason=state.finish_reason,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            model=state.model or request.model,
+        )
+
+    def _classify(
+        self,
+        exc: BaseException,
+        creds: Credentials,
+        request: ProviderRequest,
+        *,
+        mid_stream: bool = False,
+    ) -> ProviderError | None:
+        return classify_error(
+            exc,
+            provider=self.name,
+            model=request.model,
+            secrets=[creds.api_key],
+            timeout=request.timeout,
+            endpoint=creds.base_url,
+            api_version=creds.api_version,
+            mid_stream=mid_stream,
+        )
