@@ -28,8 +28,9 @@ def _claims(**extra) -> dict:
 
 def _rsa_pair():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return key, pem
 
 
@@ -38,19 +39,19 @@ BAD_HEADERS = {
     "wrong scheme": "Basic YWxpY2U6c2VjcmV0",
     "empty bearer": "Bearer ",
     "garbage": "Bearer not-a-jwt",
-    "bad signature": "Bearer " + jwt.encode(_claims(), "another-secret-" + "y" * 40,
-                                            algorithm="HS256"),
-    "expired": "Bearer " + jwt.encode(_claims(exp=int(time.time()) - 3600), JWT_SECRET,
-                                      algorithm="HS256"),
-    "no exp": "Bearer " + jwt.encode({"tenant_id": "acme", "sub": "a"}, JWT_SECRET,
-                                     algorithm="HS256"),
+    "bad signature": "Bearer "
+    + jwt.encode(_claims(), "another-secret-" + "y" * 40, algorithm="HS256"),
+    "expired": "Bearer "
+    + jwt.encode(_claims(exp=int(time.time()) - 3600), JWT_SECRET, algorithm="HS256"),
+    "no exp": "Bearer "
+    + jwt.encode({"tenant_id": "acme", "sub": "a"}, JWT_SECRET, algorithm="HS256"),
     "alg none": "Bearer " + _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(_claims()) + ".",
-    "missing tenant": "Bearer " + jwt.encode({"sub": "a", "exp": int(time.time()) + 600},
-                                             JWT_SECRET, algorithm="HS256"),
-    "bad tenant": "Bearer " + jwt.encode(_claims(tenant_id="../etc"), JWT_SECRET,
-                                         algorithm="HS256"),
-    "tenant not a string": "Bearer " + jwt.encode(_claims(tenant_id=42), JWT_SECRET,
-                                                  algorithm="HS256"),
+    "missing tenant": "Bearer "
+    + jwt.encode({"sub": "a", "exp": int(time.time()) + 600}, JWT_SECRET, algorithm="HS256"),
+    "bad tenant": "Bearer "
+    + jwt.encode(_claims(tenant_id="../etc"), JWT_SECRET, algorithm="HS256"),
+    "tenant not a string": "Bearer "
+    + jwt.encode(_claims(tenant_id=42), JWT_SECRET, algorithm="HS256"),
     "HS512 with the secret": "Bearer " + jwt.encode(_claims(), JWT_SECRET, algorithm="HS512"),
 }
 
@@ -102,13 +103,18 @@ async def test_health_and_reflection_need_no_token(stubs):
     names = set()
     async for resp in refl.ServerReflectionInfo(requests()):
         names |= {s.name for s in resp.list_services_response.service}
-    assert {"liya.engine.v1.ConfigService", "liya.engine.v1.InferenceService",
-            "grpc.health.v1.Health"} <= names
+    assert {
+        "liya.engine.v1.ConfigService",
+        "liya.engine.v1.InferenceService",
+        "grpc.health.v1.Health",
+    } <= names
 
 
 async def test_valid_token_reaches_the_service_with_a_request_id(stubs):
-    call = stubs.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=(
-        ("authorization", f"Bearer {token('acme')}"), ("x-request-id", "req-0123456789")))
+    call = stubs.config.GetMaskedConfig(
+        cpb.GetMaskedConfigRequest(),
+        metadata=(("authorization", f"Bearer {token('acme')}"), ("x-request-id", "req-0123456789")),
+    )
     reply = await call
     assert reply.config.mode == "managed"
     trailing = dict(await call.trailing_metadata())
@@ -120,45 +126,76 @@ async def test_rs256_server_rejects_hs256_token_signed_with_public_key(servers, 
     key, pem = _rsa_pair()
     pem_file = tmp_path / "jwt.pem"
     pem_file.write_bytes(pem)
-    _, s = await servers.start(LIYA_JWT_HS256_SECRET="", LIYA_JWT_PUBLIC_KEY_FILE=str(pem_file),
-                               LIYA_JWT_ALGORITHMS="RS256")
+    _, s = await servers.start(
+        LIYA_JWT_HS256_SECRET="",
+        LIYA_JWT_PUBLIC_KEY_FILE=str(pem_file),
+        LIYA_JWT_ALGORITHMS="RS256",
+    )
     good = jwt.encode(_claims(), key, algorithm="RS256")
-    reply = await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(),
-                                           metadata=(("authorization", f"Bearer {good}"),))
+    reply = await s.config.GetMaskedConfig(
+        cpb.GetMaskedConfigRequest(), metadata=(("authorization", f"Bearer {good}"),)
+    )
     assert reply.config.mode == "managed"
     header = _b64({"alg": "HS256", "typ": "JWT"}) + "." + _b64(_claims())
     import hashlib
     import hmac
 
-    sig = base64.urlsafe_b64encode(
-        hmac.new(pem, header.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+    sig = (
+        base64.urlsafe_b64encode(hmac.new(pem, header.encode(), hashlib.sha256).digest())
+        .decode()
+        .rstrip("=")
+    )
     forged = f"{header}.{sig}"
     ec_key = ec.generate_private_key(ec.SECP256R1())
     for bad in (forged, jwt.encode(_claims(), ec_key, algorithm="ES256")):
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(),
-                                           metadata=(("authorization", f"Bearer {bad}"),))
+            await s.config.GetMaskedConfig(
+                cpb.GetMaskedConfigRequest(), metadata=(("authorization", f"Bearer {bad}"),)
+            )
         assert details_of(err.value).reason == "INVALID_TOKEN"
 
 
 async def test_issuer_and_audience_checked_when_configured(servers):
-    _, s = await servers.start(LIYA_JWT_ISSUER="https://issuer.example",
-                               LIYA_JWT_AUDIENCE="liya-engine")
-    ok = jwt.encode(_claims(iss="https://issuer.example", aud="liya-engine"), JWT_SECRET,
-                    algorithm="HS256")
-    await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(),
-                                   metadata=(("authorization", f"Bearer {ok}"),))
-    for claims in (_claims(iss="https://other", aud="liya-engine"),
-                   _claims(iss="https://issuer.example", aud="other"), _claims()):
+    _, s = await servers.start(
+        LIYA_JWT_ISSUER="https://issuer.example", LIYA_JWT_AUDIENCE="liya-engine"
+    )
+    ok = jwt.encode(
+        _claims(iss="https://issuer.example", aud="liya-engine"), JWT_SECRET, algorithm="HS256"
+    )
+    await s.config.GetMaskedConfig(
+        cpb.GetMaskedConfigRequest(), metadata=(("authorization", f"Bearer {ok}"),)
+    )
+    for claims in (
+        _claims(iss="https://other", aud="liya-engine"),
+        _claims(iss="https://issuer.example", aud="other"),
+        _claims(),
+    ):
         bad = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(),
-                                           metadata=(("authorization", f"Bearer {bad}"),))
+            await s.config.GetMaskedConfig(
+                cpb.GetMaskedConfigRequest(), metadata=(("authorization", f"Bearer {bad}"),)
+            )
         assert details_of(err.value).reason == "INVALID_TOKEN"
 
 
 async def test_small_clock_skew_is_tolerated(stubs):
     skewed = jwt.encode(_claims(exp=int(time.time()) - 5), JWT_SECRET, algorithm="HS256")
     reply = await stubs.config.GetMaskedConfig(
-        cpb.GetMaskedConfigRequest(), metadata=(("authorization", f"Bearer {skewed}"),))
+        cpb.GetMaskedConfigRequest(), metadata=(("authorization", f"Bearer {skewed}"),)
+    )
     assert reply.config.etag == "v0"
+
+
+async def test_a_verified_token_stops_working_when_it_expires(servers):
+    import asyncio
+
+    _, s = await servers.start(LIYA_JWT_LEEWAY_SECONDS="0")
+    short = jwt.encode(_claims(exp=int(time.time()) + 2), JWT_SECRET, algorithm="HS256")
+    md = (("authorization", f"Bearer {short}"),)
+    await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=md)
+    await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=md)  # cached
+    await asyncio.sleep(2.5)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=md)
+    assert details_of(err.value).reason == "INVALID_TOKEN"
+    assert "expired" in details_of(err.value).message

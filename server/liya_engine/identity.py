@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from liya_engine.errors import InvalidToken
 from liya_engine.settings import Settings, SettingsError
 
+VERIFIED_CACHE_SIZE = 10_000
 TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -51,6 +52,7 @@ class TokenVerifier:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        self._verified: dict[str, tuple[float, Identity]] = {}
         self._jwt = jwt.PyJWT(
             options={
                 "require": ["exp"],
@@ -66,9 +68,24 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("authorization metadata must be 'Bearer <jwt>'")
+        token = token.strip()
+        cached = self._verified.get(token)
+        if cached is not None:
+            expires, identity = cached
+            if time.time() < expires:
+                return identity
+            del self._verified[token]
+        identity, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            # Drop the oldest entry; dicts keep insertion order.
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = (expires, identity)
+        return identity
+
+    def _verify(self, token: str) -> tuple[Identity, float]:
         try:
             claims = self._jwt.decode(
-                token.strip(),
+                token,
                 key=self._key,
                 algorithms=self._algorithms,
                 issuer=self._issuer,
@@ -98,7 +115,10 @@ class TokenVerifier:
             )
         sub = claims.get("sub")
         actor = sub if isinstance(sub, str) and sub else f"tenant:{tenant}"
-        return Identity(tenant_id=tenant, actor=actor[:256])
+        # A verified token is reused until it expires (with the same leeway),
+        # so callers that keep one token pay for the signature check once.
+        expires = float(claims["exp"]) + self._leeway
+        return Identity(tenant_id=tenant, actor=actor[:256]), expires
 
 
 def mint_token(
