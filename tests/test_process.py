@@ -184,3 +184,31 @@ async def test_workers_share_the_port_and_stop_together(tmp_path, fake):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_liveness_stays_serving_while_the_database_is_down(servers, postgres_url):
+    """Readiness follows the database; liveness does not (restarts would not help)."""
+    servers.base_env["LIYA_DATABASE_URL"] = postgres_url
+    running, s = await servers.start(LIYA_HEALTH_CHECK_SECONDS="0.1")
+    health = health_pb2_grpc.HealthStub(s.channel)
+
+    async def status(name: str) -> int:
+        return (await health.Check(health_pb2.HealthCheckRequest(service=name))).status
+
+    assert await status("") == health_pb2.HealthCheckResponse.SERVING
+    # Point the server's engine at a port where no database answers.
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    db = running.services.db
+    await db.engine.dispose()
+    db.engine = create_async_engine(db.engine.url.set(port=bind_refused_port()))
+    for _ in range(50):
+        if await status("") == health_pb2.HealthCheckResponse.NOT_SERVING:
+            break
+        await asyncio.sleep(0.1)
+    assert await status("") == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert (
+        await status("liya.engine.v1.InferenceService")
+        == health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    assert await status("liveness") == health_pb2.HealthCheckResponse.SERVING

@@ -40,7 +40,7 @@ SERVICE_NAMES = (
     config_service_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name,
     inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
 )
-HEALTH_PROBE_SECONDS = 5.0
+LIVENESS_SERVICE = "liveness"  # health name that stays SERVING while the process runs
 
 
 @dataclass
@@ -94,6 +94,13 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
     return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
 
 
+def metrics_address_for_worker(address: str, worker_index: int) -> str:
+    """Worker ``i`` of ``serve --workers`` serves metrics on the port plus ``i``:
+    each worker process has its own counters."""
+    host, _, port = address.rpartition(":")
+    return f"{host}:{int(port) + worker_index}"
+
+
 class RunningServer:
     """A started gRPC server with its services; ``stop()`` drains and closes."""
 
@@ -112,6 +119,8 @@ class RunningServer:
         self._stopped = False
 
     async def _set_health(self, serving: bool) -> None:
+        """Readiness: the overall status and each API service follow the
+        database; ``liveness`` only says the process answers."""
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -119,11 +128,12 @@ class RunningServer:
         )
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, status)
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
     async def _probe_health(self) -> None:
         healthy = True
         while True:
-            await asyncio.sleep(HEALTH_PROBE_SECONDS)
+            await asyncio.sleep(self.services.settings.health_check_seconds)
             ok = await self.services.db.ping()
             if ok != healthy:
                 healthy = ok
@@ -139,6 +149,10 @@ class RunningServer:
         with contextlib.suppress(asyncio.CancelledError):
             await self._probe
         await self.health.enter_graceful_shutdown()
+        drain = self.services.settings.shutdown_drain_seconds
+        if drain > 0:
+            # Keep answering while load balancers see NOT_SERVING and move away.
+            await asyncio.sleep(drain)
         grace = self.services.settings.shutdown_grace_seconds if grace is None else grace
         await self.server.stop(grace)
         await self.services.aclose()
@@ -150,6 +164,7 @@ async def start_server(
     services: Services | None = None,
     reuse_port: bool = False,
     migrate: bool = True,
+    worker_index: int = 0,
 ) -> RunningServer:
     """Build services (unless given) and start serving on ``settings.listen_address``."""
     services = services or await build_services(settings, migrate=migrate)
@@ -162,6 +177,9 @@ async def start_server(
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # Clients reconnect now and then, so replicas added later get traffic.
+            ("grpc.max_connection_age_ms", 300_000),
+            ("grpc.max_connection_age_grace_ms", 30_000),
         ],
     )
     config_service_pb2_grpc.add_ConfigServiceServicer_to_server(
@@ -189,18 +207,21 @@ async def start_server(
     running = RunningServer(server, port, services, health_servicer)
     await running._set_health(True)
     if settings.metrics_address:
-        services.metrics.serve(settings.metrics_address)
-        log.info("metrics on http://%s/metrics", settings.metrics_address)
+        address = metrics_address_for_worker(settings.metrics_address, worker_index)
+        services.metrics.serve(address)
+        log.info("metrics on http://%s/metrics", address)
     host = settings.listen_address.rpartition(":")[0]
     log.info("serving liya.engine.v1 on %s:%d", host, port)
     return running
 
 
 async def serve_forever(
-    settings: Settings, *, reuse_port: bool = False, migrate: bool = True
+    settings: Settings, *, reuse_port: bool = False, migrate: bool = True, worker_index: int = 0
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
-    running = await start_server(settings, reuse_port=reuse_port, migrate=migrate)
+    running = await start_server(
+        settings, reuse_port=reuse_port, migrate=migrate, worker_index=worker_index
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

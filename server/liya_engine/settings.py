@@ -81,6 +81,8 @@ class Settings:
     log_level: str = "INFO"
     max_receive_message_bytes: int = 4 * 1024 * 1024
     shutdown_grace_seconds: float = 20.0
+    shutdown_drain_seconds: float = 0.0
+    health_check_seconds: float = 5.0
     upstream_timeout_seconds: float = 60.0
     config_cache_size: int = 50_000
     config_cache_ttl_seconds: float = 2.0
@@ -133,7 +135,7 @@ class Settings:
             raise SettingsError("LIYA_JWT_HS256_SECRET must be at least 32 characters")
 
         azure = None
-        azure_key = get("LIYA_MANAGED_AZURE_API_KEY")
+        azure_key = _from_value_or_file(get, "LIYA_MANAGED_AZURE_API_KEY")
         azure_endpoint = get("LIYA_MANAGED_AZURE_ENDPOINT")
         azure_deployment = get("LIYA_MANAGED_AZURE_DEPLOYMENT")
         if azure_key and azure_endpoint and azure_deployment:
@@ -149,8 +151,8 @@ class Settings:
                 "and LIYA_MANAGED_AZURE_DEPLOYMENT together"
             )
         managed = ManagedCredentials(
-            openai_api_key=_secret(get("LIYA_MANAGED_OPENAI_API_KEY")),
-            anthropic_api_key=_secret(get("LIYA_MANAGED_ANTHROPIC_API_KEY")),
+            openai_api_key=_secret(_from_value_or_file(get, "LIYA_MANAGED_OPENAI_API_KEY")),
+            anthropic_api_key=_secret(_from_value_or_file(get, "LIYA_MANAGED_ANTHROPIC_API_KEY")),
             azure=azure,
         )
 
@@ -160,7 +162,7 @@ class Settings:
 
         return cls(
             listen_address=get("LIYA_LISTEN_ADDRESS") or DEFAULT_LISTEN_ADDRESS,
-            database_url=get("LIYA_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=_from_value_or_file(get, "LIYA_DATABASE_URL") or DEFAULT_DATABASE_URL,
             master_keys=master_keys,
             jwt_hs256_secret=_secret(hs_secret),
             jwt_public_key_pem=public_pem,
@@ -180,6 +182,8 @@ class Settings:
                 _float(env, "LIYA_MAX_RECEIVE_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024)
             ),
             shutdown_grace_seconds=_float(env, "LIYA_SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0),
+            shutdown_drain_seconds=_float(env, "LIYA_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0),
+            health_check_seconds=_float(env, "LIYA_HEALTH_CHECK_SECONDS", 5.0, minimum=0.05),
             upstream_timeout_seconds=_float(
                 env, "LIYA_UPSTREAM_TIMEOUT_SECONDS", 60.0, minimum=0.1
             ),
@@ -219,6 +223,15 @@ def parse_master_keys(raw: str, source: str) -> tuple[MasterKey, ...]:
     if not keys:
         raise SettingsError(f"{source} is set but holds no key")
     return tuple(keys)
+
+
+def _from_value_or_file(get, name: str) -> str | None:
+    """``NAME`` itself, else the stripped content of the file named by ``NAME_FILE``
+    (so secrets can come from mounted files instead of the environment)."""
+    value = get(name)
+    if value is None and (path := get(f"{name}_FILE")):
+        value = _read_file(path, f"{name}_FILE").strip() or None
+    return value
 
 
 def _read_file(path: str, name: str) -> str:

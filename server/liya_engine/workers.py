@@ -17,12 +17,12 @@ from liya_engine.settings import Settings
 log = logging.getLogger("liya_engine.workers")
 
 
-def _worker(settings: Settings) -> None:
+def _worker(settings: Settings, index: int) -> None:
     from liya_engine.app import serve_forever
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        asyncio.run(serve_forever(settings, reuse_port=True, migrate=False))
+        asyncio.run(serve_forever(settings, reuse_port=True, migrate=False, worker_index=index))
     except BaseException:
         log.exception("worker %d failed", os.getpid())
         os._exit(1)
@@ -47,10 +47,10 @@ def serve_workers(settings: Settings) -> int:
     """Run ``settings.workers`` processes; return when all have exited."""
     asyncio.run(_prepare(settings))
     children: list[int] = []
-    for _ in range(settings.workers):
+    for index in range(settings.workers):
         pid = os.fork()
         if pid == 0:
-            _worker(settings)
+            _worker(settings, index)
         children.append(pid)
     log.info("started %d workers: %s", len(children), ", ".join(map(str, children)))
 

@@ -352,7 +352,7 @@ class InferenceService:
         cfg = tenant.config
         if cfg.mode == MODE_MANAGED:
             return self._managed[provider]
-        key: Secret = tenant.keys[provider]
+        key: Secret = tenant.key(provider)
         if provider == "azure":
             p = cfg.provider("azure")
             return Credentials("azure", key, p.endpoint, p.api_version)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from liya_engine.config.model import TenantConfig
 from liya_engine.config.service import ConfigService
@@ -19,10 +18,35 @@ from liya_engine.metrics import Metrics
 from liya_engine.secret import Secret
 
 
-@dataclass(frozen=True, slots=True)
 class ResolvedTenant:
-    config: TenantConfig
-    keys: dict[str, Secret]  # provider -> decrypted key (byok); never logged or shown
+    """A tenant's config with its keys decrypted on first use and kept in memory.
+
+    Keys are decrypted one provider at a time, so a key that cannot be
+    decrypted fails only the calls that need it.
+    """
+
+    __slots__ = ("_cipher", "_keys", "config")
+
+    def __init__(self, config: TenantConfig, cipher: KeyCipher) -> None:
+        self.config = config
+        self._cipher = cipher
+        self._keys: dict[str, Secret] = {}
+
+    def key(self, provider: str) -> Secret:
+        """The decrypted key of ``provider``; raises ``KeyDecryptionFailed``."""
+        key = self._keys.get(provider)
+        if key is None:
+            blob = self.config.provider(provider).api_key_ciphertext
+            if blob is None:
+                raise KeyError(provider)
+            key = self._cipher.decrypt(
+                blob, tenant_id=self.config.tenant_id, provider=provider, field="api_key"
+            )
+            self._keys[provider] = key
+        return key
+
+    def __repr__(self) -> str:
+        return f"ResolvedTenant({self.config.tenant_id!r}, v{self.config.version})"
 
 
 class TenantCache:
@@ -62,15 +86,7 @@ class TenantCache:
             self._metrics.config_cache.labels("hit").inc()
             return hit[1]
         self._metrics.config_cache.labels("miss").inc()
-        cfg = await self._configs.get(tenant_id)
-        keys = {
-            name: self._cipher.decrypt(
-                p.api_key_ciphertext, tenant_id=tenant_id, provider=name, field="api_key"
-            )
-            for name, p in cfg.providers.items()
-            if p.api_key_ciphertext is not None
-        }
-        resolved = ResolvedTenant(cfg, keys)
+        resolved = ResolvedTenant(await self._configs.get(tenant_id), self._cipher)
         if self._max > 0:
             self._entries[tenant_id] = (now, resolved)
             self._entries.move_to_end(tenant_id)

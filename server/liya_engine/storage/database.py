@@ -30,6 +30,7 @@ from liya_engine.storage.tables import (
 )
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+PING_TIMEOUT_SECONDS = 5.0  # a database that stops answering counts as down
 
 
 class Conflict(Exception):
@@ -86,7 +87,7 @@ class Database:
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS), self.engine.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")
             return True
         except Exception:
