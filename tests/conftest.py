@@ -14,8 +14,9 @@ from liya_engine.app import RunningServer, start_server
 from liya_engine.fakes.providers import FakeProviders
 from liya_engine.settings import Settings
 
-POSTGRES_URL = os.environ.get("LIYA_TEST_POSTGRES_URL",
-                              "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "LIYA_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture
