@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from liya_engine.settings import Settings, SettingsError
 
 DEV_DIR = Path(".dev")
@@ -242,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as exc:
         print(f"liya-engine: error: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(f"liya-engine: error: database: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

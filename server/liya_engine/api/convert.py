@@ -1,11 +1,14 @@
 """Protos to domain objects and back, for the config plane.
 
 ``changes_from_request`` implements the PATCH rules of ``UpdateConfigRequest``
-(AIP-134): without a mask, every populated field; with a mask, exactly the
-listed paths, where a listed path absent from the request clears it.
+(AIP-134): without a mask, every populated field (each override entry is one,
+so entries merge into the stored map); with a mask, exactly the listed paths,
+where a listed path absent from the request clears it.
 """
 
 from __future__ import annotations
+
+import re
 
 from google.protobuf import timestamp_pb2
 
@@ -21,7 +24,9 @@ from liya_engine.errors import FieldViolation, InvalidConfig
 from liya_engine.routing.router import serving_provider
 from liya_engine.secret import Secret
 
-_MODEL_FIELDS = ("strategy", "overrides", "cost_limit_usd_per_request")
+# Mask paths are echoed back only when plainly field-shaped: a caller who
+# pasted a key into the mask must not get it back in the error.
+_SHOWABLE_PATH = re.compile(r"[a-z_]{1,40}(\.[a-z_]{1,40}){0,3}")
 
 
 def _leaf(path: str, msg, name: str) -> Change:
@@ -61,8 +66,12 @@ def _implicit_changes(req: pb.UpdateConfigRequest) -> list[Change]:
         mc = req.model_config
         if mc.HasField("strategy"):
             out.append(Change("model_config.strategy", mc.strategy))
-        if mc.overrides:
-            out.append(Change("model_config.overrides", dict(mc.overrides)))
+        # Like every other populated field, each override entry is one field:
+        # sending one intent leaves the others (protobuf merge semantics).
+        out += [
+            Change(f"model_config.overrides.{intent}", model)
+            for intent, model in sorted(mc.overrides.items())
+        ]
         if mc.HasField("cost_limit_usd_per_request"):
             out.append(
                 Change("model_config.cost_limit_usd_per_request", mc.cost_limit_usd_per_request)
@@ -74,7 +83,11 @@ def _masked_changes(req: pb.UpdateConfigRequest) -> list[Change]:
     out: list[Change] = []
     bad: list[FieldViolation] = []
     mc = req.model_config
-    for path in req.update_mask.paths:
+    paths = list(req.update_mask.paths)
+    if "*" in paths:
+        # AIP-134: "*" replaces the whole resource with what the request holds.
+        paths = ["provider_config", "model_config"]
+    for path in paths:
         parts = path.split(".")
         if path == "provider_config":
             out.append(
@@ -106,10 +119,11 @@ def _masked_changes(req: pb.UpdateConfigRequest) -> list[Change]:
         elif parts[:2] == ["model_config", "overrides"] and len(parts) == 3 and parts[2]:
             out.append(Change(path, mc.overrides[parts[2]] if parts[2] in mc.overrides else CLEAR))
         else:
+            shown = repr(path) if _SHOWABLE_PATH.fullmatch(path) else "(not shown)"
             bad.append(
                 FieldViolation(
                     "update_mask",
-                    f"unknown path {path[:100]!r}; paths are "
+                    f"unknown path {shown}; paths are "
                     "provider_config[.mode|.openai|.anthropic|.azure[.field]] "
                     "or model_config[.strategy|.overrides[.intent]|"
                     ".cost_limit_usd_per_request]",

@@ -54,7 +54,7 @@ async def rewrap_all(
         report = RewrapReport(primary)
         after: tuple[str, str] | None = None
         while True:
-            async with db.unit_of_work() as uow:
+            async with db.unit_of_work(write=True) as uow:
                 batch = await uow.configs.stale_ciphertexts(primary, batch_size, after)
                 if not batch:
                     break

@@ -36,7 +36,9 @@ from liya_engine.storage.database import Conflict, Database
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+_OVERRIDE_PREFIX = "model_config.overrides."
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
+_MAX_ID = 2**63 - 1
 KEY_PREFIXES = ("sk-ant-api03-", "sk-ant-", "sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
 
 
@@ -101,8 +103,10 @@ class ConfigService:
         if violations:
             raise InvalidConfig(_summary(violations), violations)
         for _attempt in range(MAX_ATTEMPTS):
-            async with self._db.unit_of_work() as uow:
-                current = await uow.configs.get(who.tenant_id) or TenantConfig(who.tenant_id)
+            async with self._db.unit_of_work(write=not validate_only) as uow:
+                current = await uow.configs.get(
+                    who.tenant_id, for_update=not validate_only
+                ) or TenantConfig(who.tenant_id)
                 if etag and etag != current.etag:
                     raise _etag_mismatch(etag, current.etag)
                 new, changed, key_ids = self._apply(current, changes)
@@ -115,7 +119,7 @@ class ConfigService:
                 now = self._clock()
                 new = replace(new, version=current.version + 1, update_time=now)
                 try:
-                    await uow.configs.save(new, expected_version=current.version, key_ids=key_ids)
+                    await uow.configs.save(new, previous=current, key_ids=key_ids)
                     await uow.audit.add(
                         tenant_id=who.tenant_id,
                         actor=who.actor,
@@ -191,11 +195,12 @@ class ConfigService:
                 out += v.check_cost_limit(path, val)
             elif path == "model_config.overrides":
                 for intent, model in val.items():
-                    out += v.check_intent(f"{path}.{intent}", intent, self._catalog)
-                    out += v.check_model(f"{path}.{intent}", model)
-            elif parts[:2] == ["model_config", "overrides"] and len(parts) == 3:
-                out += v.check_intent(path, parts[2], self._catalog)
-                out += v.check_model(path, val)
+                    out += v.check_intent(v.override_path(intent), intent, self._catalog)
+                    out += v.check_model(v.override_path(intent), model)
+            elif path.startswith(_OVERRIDE_PREFIX):
+                intent = path.removeprefix(_OVERRIDE_PREFIX)
+                out += v.check_intent(v.override_path(intent), intent, self._catalog)
+                out += v.check_model(v.override_path(intent), val)
         return out
 
     def _key_warnings(self, changes: Sequence[Change]) -> list[str]:
@@ -230,11 +235,8 @@ class ConfigService:
             elif parts[0] == "provider_config" and len(parts) == 2:
                 if not cfg.provider(parts[1]).empty:
                     for fld in PROVIDER_FIELDS[parts[1]]:
-                        if (
-                            (fld == "api_key"
-                            and cfg.provider(parts[1]).configured)
-                            or (fld != "api_key"
-                            and getattr(cfg.provider(parts[1]), fld))
+                        if (fld == "api_key" and cfg.provider(parts[1]).configured) or (
+                            fld != "api_key" and getattr(cfg.provider(parts[1]), fld)
                         ):
                             mark(f"{ch.path}.{fld}")
                     cfg = cfg.with_provider(parts[1], StoredProvider())
@@ -279,15 +281,16 @@ class ConfigService:
                 if value != cfg.model.overrides:
                     cfg = replace(cfg, model=replace(cfg.model, overrides=value))
                     mark(ch.path)
-            elif parts[:2] == ["model_config", "overrides"]:
+            elif ch.path.startswith(_OVERRIDE_PREFIX):
+                intent = ch.path.removeprefix(_OVERRIDE_PREFIX)
                 overrides = dict(cfg.model.overrides)
                 if ch.value is CLEAR:
-                    if overrides.pop(parts[2], None) is None:
+                    if overrides.pop(intent, None) is None:
                         continue
-                elif overrides.get(parts[2]) == ch.value:
+                elif overrides.get(intent) == ch.value:
                     continue
                 else:
-                    overrides[parts[2]] = ch.value
+                    overrides[intent] = ch.value
                 cfg = replace(cfg, model=replace(cfg.model, overrides=overrides))
                 mark(ch.path)
             else:  # the servicer only builds the paths above
@@ -325,7 +328,9 @@ def _decode_token(token: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         tag, _, num = raw.partition(":")
-        if tag != "a1" or not num.isdigit():
+        # ASCII digits only, and within the id column's range: anything else
+        # would reach the database and fail there as an internal error.
+        if tag != "a1" or not num.isascii() or not num.isdigit() or int(num) > _MAX_ID:
             raise ValueError
         return int(num)
     except (ValueError, binascii.Error, UnicodeDecodeError):

@@ -19,6 +19,12 @@ _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _INTENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# A value with a provider key prefix, or a long run with no separator, is a
+# key pasted into the wrong field: storing it would show it in every read.
+_KEY_SHAPED = re.compile(r"^(?i:sk|rk|pk)-|^[A-Za-z0-9+/=]{32,}$")
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# Anything a URL parser may silently drop or a client may refuse.
+_URL_FORBIDDEN = re.compile(r"[^\x21-\x7e]")
 _PLACEHOLDER = re.compile(r"(\.\.\.|your-|<|>|xxxx|example)", re.IGNORECASE)
 AZURE_HOST_SUFFIXES = (
     ".openai.azure.com",
@@ -74,7 +80,22 @@ def looks_like_placeholder(key: Secret) -> bool:
     return bool(_PLACEHOLDER.search(key.reveal())) or len(key) < 20
 
 
+def looks_like_key(value: str) -> bool:
+    """Whether ``value`` (meant as a name) looks like an API key."""
+    return bool(_KEY_SHAPED.search(value))
+
+
+def _key_in_name(path: str) -> list[FieldViolation]:
+    return [
+        FieldViolation(
+            path, "looks like an API key, not a name; keys go in the provider's api_key field"
+        )
+    ]
+
+
 def check_model(path: str, value: str) -> list[FieldViolation]:
+    if looks_like_key(value):
+        return _key_in_name(path)
     if not _MODEL.fullmatch(value):
         return [
             FieldViolation(
@@ -86,6 +107,8 @@ def check_model(path: str, value: str) -> list[FieldViolation]:
 
 
 def check_deployment(path: str, value: str) -> list[FieldViolation]:
+    if looks_like_key(value):
+        return _key_in_name(path)
     if not _DEPLOYMENT.fullmatch(value):
         return [
             FieldViolation(
@@ -112,6 +135,10 @@ def check_endpoint(
 
     if len(value) > 512:
         return bad("must be at most 512 characters")
+    if _URL_FORBIDDEN.search(value):
+        # urlsplit drops tabs and line breaks, so the host it checks would not
+        # be the one the stored value names.
+        return bad("must not contain spaces, control or non-ASCII characters")
     try:
         parts = urlsplit(value)
         port = parts.port
@@ -139,6 +166,8 @@ def check_endpoint(
         return bad("must use https")
     if ip is not None:
         return bad("must be a host name, not an IP address")
+    if not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
+        return bad("must have a valid host name")
     if port not in (None, 443):
         return bad("must not name a port other than 443")
     if host.endswith(AZURE_HOST_SUFFIXES) or _allowed(host, allowlist):
@@ -173,13 +202,19 @@ def check_strategy(path: str, value: str) -> list[FieldViolation]:
     return []
 
 
+def override_path(intent: str) -> str:
+    """The field path of one override, without quoting an intent that is not
+    name-shaped (it may be a key pasted into the wrong place)."""
+    if _INTENT.fullmatch(intent) and not looks_like_key(intent):
+        return f"model_config.overrides.{intent}"
+    return "model_config.overrides"
+
+
 def check_intent(path: str, intent: str, catalog: Catalog) -> list[FieldViolation]:
-    if not _INTENT.fullmatch(intent) or intent not in catalog.intents:
+    if intent not in catalog.intents:
         return [
             FieldViolation(
-                path,
-                f"unknown intent {intent[:64]!r}; known intents: "
-                + ", ".join(sorted(catalog.intents)),
+                path, "unknown intent; known intents: " + ", ".join(sorted(catalog.intents))
             )
         ]
     return []

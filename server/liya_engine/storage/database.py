@@ -30,6 +30,8 @@ from liya_engine.storage.tables import (
 )
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Connection execution option marking a transaction that will write (see _sqlite_begin).
+_WRITE_OPTION = "liya_write"
 PING_TIMEOUT_SECONDS = 5.0  # a database that stops answering counts as down
 
 
@@ -44,10 +46,25 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
+_ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def async_url(url: str) -> str:
+    """``url`` with the async driver this service uses when it names none:
+    operators often paste a plain ``postgresql://`` URL."""
+    scheme, sep, rest = url.partition("://")
+    return f"{_ASYNC_DRIVERS.get(scheme, scheme)}{sep}{rest}" if sep else url
+
+
 class Database:
     """Owns the async engine. One per process."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
+        url = async_url(url)
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict = {"echo": echo}
@@ -58,10 +75,14 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
-    def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self._sessions)
+    def unit_of_work(self, *, write: bool = False) -> UnitOfWork:
+        """A transaction. ``write=True`` for one that reads then writes a
+        tenant's config: on SQLite it takes the write lock at BEGIN, so
+        concurrent writers queue instead of failing their version check."""
+        return UnitOfWork(self._sessions, write=write)
 
     async def migrate(self) -> str:
         """Bring the schema to the latest revision; return it.
@@ -82,8 +103,11 @@ class Database:
             command.upgrade(cfg, "head")
             return MigrationContext.configure(sync_conn).get_current_revision() or ""
 
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(run)
+        async with self.engine.connect() as conn:
+            # SQLite: hold the write lock from BEGIN, as PostgreSQL's advisory lock does.
+            conn = await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                return await conn.run_sync(run)
 
     async def ping(self) -> bool:
         try:
@@ -94,37 +118,46 @@ class Database:
             return False
 
     async def salts_for(self, key_ids: Iterable[str]) -> dict[str, bytes]:
-        """The HKDF salt of each master key id, created on first use."""
+        """The HKDF salt of each master key id, created on first use.
+
+        Replicas starting together with a new key agree on one salt: the
+        first insert wins and the others read it.
+        """
         wanted = list(dict.fromkeys(key_ids))
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(MasterKeySaltRow).where(MasterKeySaltRow.key_id.in_(wanted))
-                )
-            ).scalars()
-            salts = {r.key_id: r.salt for r in rows}
-            for key_id in wanted:
-                if key_id in salts:
-                    continue
-                session.add(
-                    MasterKeySaltRow(
-                        key_id=key_id, salt=os.urandom(32), create_time=datetime.now(UTC)
+        for _attempt in range(3):
+            async with self._sessions() as session:
+                await session.connection(execution_options={_WRITE_OPTION: True})
+                rows = (
+                    await session.execute(
+                        select(MasterKeySaltRow).where(MasterKeySaltRow.key_id.in_(wanted))
                     )
-                )
+                ).scalars()
+                salts = {r.key_id: r.salt for r in rows}
+                missing = [k for k in wanted if k not in salts]
+                if not missing:
+                    return salts
+                now = datetime.now(UTC)
+                for key_id in missing:
+                    salts[key_id] = os.urandom(32)
+                    session.add(
+                        MasterKeySaltRow(key_id=key_id, salt=salts[key_id], create_time=now)
+                    )
                 try:
                     await session.commit()
                 except IntegrityError:
-                    await session.rollback()  # another replica created it first
-                row = await session.get(MasterKeySaltRow, key_id, populate_existing=True)
-                assert row is not None
-                salts[key_id] = row.salt
-        return salts
+                    await session.rollback()  # another replica was first: read its salt
+                    continue
+                return salts
+        raise RuntimeError("master key salts kept changing; retry")
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # The driver's own transaction handling skips BEGIN before SELECT, so a
+    # read-then-write is not one transaction; _sqlite_begin emits BEGIN instead.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
@@ -133,14 +166,27 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _sqlite_begin(conn) -> None:
+    write = conn.get_execution_options().get(_WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
 class TenantConfigRepository:
     """Tenant configurations with their provider credentials."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def get(self, tenant_id: str) -> TenantConfig | None:
-        row = await self._s.get(TenantConfigRow, tenant_id, populate_existing=True)
+    async def get(self, tenant_id: str, *, for_update: bool = False) -> TenantConfig | None:
+        """The stored config, or None. ``for_update`` locks the tenant's row
+        (PostgreSQL) until the transaction ends, so concurrent writers of one
+        tenant take turns."""
+        query = select(TenantConfigRow).where(TenantConfigRow.tenant_id == tenant_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (
+            await self._s.execute(query.execution_options(populate_existing=True))
+        ).scalar_one_or_none()
         if row is None:
             return None
         creds = (
@@ -180,13 +226,16 @@ class TenantConfigRepository:
         ).scalar_one_or_none()
 
     async def save(
-        self, config: TenantConfig, *, expected_version: int, key_ids: dict[str, str]
+        self, config: TenantConfig, *, previous: TenantConfig, key_ids: dict[str, str]
     ) -> None:
-        """Write ``config`` (whose version is ``expected_version + 1``) if the
-        stored version is still ``expected_version``; else raise ``Conflict``.
+        """Write ``config`` if the stored version is still ``previous.version``;
+        else raise ``Conflict``.
 
+        Only the provider columns that differ from ``previous`` are written:
+        rewriting an untouched ciphertext would undo a concurrent rewrap.
         ``key_ids`` maps provider -> master key id of its ciphertext.
         """
+        expected_version = previous.version
         values = dict(
             version=config.version,
             mode=config.mode,
@@ -212,24 +261,55 @@ class TenantConfigRepository:
             )
             if result.rowcount != 1:
                 raise Conflict(config.tenant_id)
-        await self._s.execute(
-            delete(ProviderCredentialRow).where(ProviderCredentialRow.tenant_id == config.tenant_id)
-        )
-        for name, p in config.providers.items():
-            self._s.add(
-                ProviderCredentialRow(
-                    tenant_id=config.tenant_id,
-                    provider=name,
-                    api_key_ciphertext=p.api_key_ciphertext,
-                    master_key_id=key_ids.get(name),
-                    api_key_preview=p.api_key_preview,
-                    default_model=p.default_model,
-                    endpoint=p.endpoint,
-                    deployment_name=p.deployment_name,
-                    api_version=p.api_version,
-                )
+        for name in sorted(set(previous.providers) | set(config.providers)):
+            await self._save_provider(
+                config.tenant_id,
+                name,
+                previous.providers.get(name),
+                config.providers.get(name),
+                key_ids.get(name),
             )
         await self._s.flush()
+
+    async def _save_provider(
+        self,
+        tenant_id: str,
+        name: str,
+        old: StoredProvider | None,
+        new: StoredProvider | None,
+        key_id: str | None,
+    ) -> None:
+        where = (
+            ProviderCredentialRow.tenant_id == tenant_id,
+            ProviderCredentialRow.provider == name,
+        )
+        if new is None:
+            await self._s.execute(delete(ProviderCredentialRow).where(*where))
+            return
+        columns = {
+            "api_key_ciphertext": new.api_key_ciphertext,
+            "api_key_preview": new.api_key_preview,
+            "default_model": new.default_model,
+            "endpoint": new.endpoint,
+            "deployment_name": new.deployment_name,
+            "api_version": new.api_version,
+        }
+        if old is None:
+            self._s.add(
+                ProviderCredentialRow(
+                    tenant_id=tenant_id, provider=name, master_key_id=key_id, **columns
+                )
+            )
+            return
+        changed = {k: v for k, v in columns.items() if getattr(old, k) != v}
+        if "api_key_ciphertext" in changed:
+            changed["master_key_id"] = key_id
+        if changed:
+            result = await self._s.execute(
+                update(ProviderCredentialRow).where(*where).values(**changed)
+            )
+            if result.rowcount != 1:
+                raise Conflict(tenant_id)
 
     async def stale_ciphertexts(
         self, primary_key_id: str, limit: int, after: tuple[str, str] | None = None
@@ -336,12 +416,15 @@ class UnitOfWork:
     """One transaction: ``async with db.unit_of_work() as uow: ...; await uow.commit()``.
     Leaving the block without ``commit`` rolls back."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, write: bool = False) -> None:
         self._sessions = sessions
+        self._write = write
 
     async def __aenter__(self) -> UnitOfWork:
         self._session = self._sessions()
         await self._session.begin()
+        # Begins the transaction now, with the option _sqlite_begin reads.
+        await self._session.connection(execution_options={_WRITE_OPTION: self._write})
         self.configs = TenantConfigRepository(self._session)
         self.audit = AuditRepository(self._session)
         return self
