@@ -449,3 +449,21 @@ async def test_warm_calls_need_no_database(stubs, fake, servers):
         await complete(stubs, "t")
     assert calls == 0
     await asyncio.sleep(0)
+
+
+async def test_verify_without_intent_uses_the_default_model(stubs, fake):
+    await configure(
+        stubs,
+        "t",
+        fake,
+        azure=False,
+        anthropic=False,
+        strategy="cost-optimised",
+        overrides={"general_chat": "gpt-4o-mini"},
+    )
+    ok = await stubs.config.VerifyConfig(cpb.VerifyConfigRequest(), metadata=auth("t"))
+    assert (ok.provider, ok.model) == ("openai", "gpt-4o")
+    ok = await stubs.config.VerifyConfig(
+        cpb.VerifyConfigRequest(intent="general_chat"), metadata=auth("t")
+    )
+    assert ok.model == "gpt-4o-mini"

@@ -197,11 +197,12 @@ async def test_liveness_stays_serving_while_the_database_is_down(servers, postgr
 
     assert await status("") == health_pb2.HealthCheckResponse.SERVING
     # Point the server's engine at a port where no database answers.
-    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
     db = running.services.db
     await db.engine.dispose()
     db.engine = create_async_engine(db.engine.url.set(port=bind_refused_port()))
+    db._sessions = async_sessionmaker(db.engine, expire_on_commit=False)
     for _ in range(50):
         if await status("") == health_pb2.HealthCheckResponse.NOT_SERVING:
             break
@@ -212,3 +213,7 @@ async def test_liveness_stays_serving_while_the_database_is_down(servers, postgr
         == health_pb2.HealthCheckResponse.NOT_SERVING
     )
     assert await status("liveness") == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=auth("t"))
+    d = details_of(err.value)
+    assert (d.code, d.reason) == (grpc.StatusCode.UNAVAILABLE, "STORAGE_UNAVAILABLE")

@@ -13,6 +13,7 @@ domain code never imports grpc.
     +-- NotConfigured               BYOK_NOT_CONFIGURED   nothing to route to
     +-- CostLimitExceeded           COST_LIMIT_EXCEEDED   estimate above the limit
     +-- KeyDecryptionFailed         KEY_DECRYPTION_FAILED stored ciphertext unusable
+    +-- StorageUnavailable          STORAGE_UNAVAILABLE   database unreachable or busy
     +-- ProviderError               base for failures of an upstream provider call
         +-- ProviderAuthFailed      BYOK_AUTH_FAILED          401/403
         +-- ProviderQuotaExceeded   BYOK_QUOTA_EXCEEDED       429, quota/billing
@@ -112,6 +113,12 @@ class KeyDecryptionFailed(LiyaError):
     reason = "KEY_DECRYPTION_FAILED"
 
 
+class StorageUnavailable(LiyaError):
+    """The database did not answer or is busy; the call can be retried."""
+
+    reason = "STORAGE_UNAVAILABLE"
+
+
 class ProviderError(LiyaError):
     """Base for a failed upstream provider call.
 
@@ -187,6 +194,6 @@ class ProviderRejectedRequest(ProviderError):
 class DeadlineExceeded(Exception):
     """The caller's deadline ran out before the provider answered.
 
-    Not a ``LiyaError``: it maps to DEADLINE_EXCEEDED with no reason, as gRPC's
-    own deadline handling does.
+    Not a ``LiyaError`` (no provider is at fault): it maps to DEADLINE_EXCEEDED,
+    with an ErrorInfo whose reason is ``DEADLINE_EXCEEDED``.
     """

@@ -26,6 +26,7 @@ _CODES: tuple[tuple[type[errors.LiyaError], int], ...] = (
     (errors.NotConfigured, code_pb2.FAILED_PRECONDITION),
     (errors.CostLimitExceeded, code_pb2.FAILED_PRECONDITION),
     (errors.KeyDecryptionFailed, code_pb2.INTERNAL),
+    (errors.StorageUnavailable, code_pb2.UNAVAILABLE),
     (errors.ProviderAuthFailed, code_pb2.FAILED_PRECONDITION),
     (errors.ProviderQuotaExceeded, code_pb2.RESOURCE_EXHAUSTED),
     (errors.ProviderModelNotFound, code_pb2.FAILED_PRECONDITION),

@@ -223,7 +223,8 @@ class InferenceService:
             max_tokens=1,
         )
         tenant = await self._tenants.get(tenant_id)
-        plan = self._plan(tenant, call, deadline, check_cost=False)
+        # Without an intent, verify what the serving provider's default model does.
+        plan = self._plan(tenant, call, deadline, check_cost=False, default_model_only=not intent)
         started = time.perf_counter()
         try:
             await self.adapters[plan.creds.provider].complete(plan.creds, plan.request)
@@ -280,6 +281,7 @@ class InferenceService:
         deadline: float | None,
         *,
         check_cost: bool = True,
+        default_model_only: bool = False,
     ) -> _Plan:
         self._validate(call)
         cfg = tenant.config
@@ -310,8 +312,8 @@ class InferenceService:
             ) or self._catalog.default_models.get(serving, "")
         model, chosen_by = choose_model(
             intent=call.intent,
-            strategy=cfg.model.strategy,
-            overrides=cfg.model.overrides,
+            strategy="" if default_model_only else cfg.model.strategy,
+            overrides={} if default_model_only else cfg.model.overrides,
             serving=serving,
             default_model=default_model,
             catalog=self._catalog,

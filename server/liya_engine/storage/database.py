@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import delete, event, func, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from liya_engine.config.model import AuditEntry, ModelSettings, StoredProvider, TenantConfig
+from liya_engine.errors import StorageUnavailable
 from liya_engine.storage.tables import (
     AuditEntryRow,
     MasterKeySaltRow,
@@ -412,6 +413,17 @@ class AuditRepository:
         ]
 
 
+def _is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is unreachable or busy (worth a retry)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError)
+
+
+def _unavailable() -> StorageUnavailable:
+    return StorageUnavailable("the configuration database is unavailable; retry shortly")
+
+
 class UnitOfWork:
     """One transaction: ``async with db.unit_of_work() as uow: ...; await uow.commit()``.
     Leaving the block without ``commit`` rolls back."""
@@ -422,19 +434,30 @@ class UnitOfWork:
 
     async def __aenter__(self) -> UnitOfWork:
         self._session = self._sessions()
-        await self._session.begin()
-        # Begins the transaction now, with the option _sqlite_begin reads.
-        await self._session.connection(execution_options={_WRITE_OPTION: self._write})
+        try:
+            await self._session.begin()
+            # Begins the transaction now, with the option _sqlite_begin reads.
+            await self._session.connection(execution_options={_WRITE_OPTION: self._write})
+        except BaseException as exc:
+            await asyncio.shield(self._session.close())
+            if _is_unavailable(exc):
+                raise _unavailable() from None
+            raise
         self.configs = TenantConfigRepository(self._session)
         self.audit = AuditRepository(self._session)
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, exc_type, exc, tb) -> None:
         try:
             if self._session.in_transaction():
                 await self._session.rollback()
+        except Exception as cleanup:  # a dead connection fails the rollback too
+            if not _is_unavailable(cleanup):
+                raise
         finally:
             await asyncio.shield(self._session.close())
+        if exc is not None and _is_unavailable(exc):
+            raise _unavailable() from None
 
     async def commit(self) -> None:
         await self._session.commit()
