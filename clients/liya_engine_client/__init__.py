@@ -41,6 +41,7 @@ from liya_engine_client.errors import (
     ProviderRejectedRequest,
     ProviderUnavailable,
     QuotaViolation,
+    StorageUnavailable,
     Unavailable,
     error_from_rpc,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "ProviderRejectedRequest",
     "ProviderUnavailable",
     "QuotaViolation",
+    "StorageUnavailable",
     "TokenProvider",
     "Unavailable",
     "UpdateBody",

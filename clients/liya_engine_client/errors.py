@@ -23,6 +23,7 @@ wrong, plus ``BadRequest``, ``RetryInfo`` or ``QuotaFailure`` where they fit.
     |   +-- ProviderRejectedRequest   PROVIDER_REJECTED_REQUEST
     +-- DeadlineExceeded              DEADLINE_EXCEEDED, with or without a reason
     +-- Unavailable                   UNAVAILABLE without a known reason
+    |   +-- StorageUnavailable        STORAGE_UNAVAILABLE (the service's database)
     +-- Internal                      INTERNAL/UNKNOWN/DATA_LOSS/UNIMPLEMENTED
                                       without a known reason (and reason INTERNAL)
 
@@ -64,6 +65,7 @@ __all__ = [
     "ProviderRejectedRequest",
     "ProviderUnavailable",
     "QuotaViolation",
+    "StorageUnavailable",
     "Unavailable",
     "error_from_rpc",
 ]
@@ -286,6 +288,12 @@ class Unavailable(LiyaError):
     """UNAVAILABLE with no known reason: the service could not be reached."""
 
 
+class StorageUnavailable(Unavailable):
+    """The service's database did not answer; the call can be retried shortly."""
+
+    REASON = "STORAGE_UNAVAILABLE"
+
+
 class Internal(LiyaError):
     """An unexpected failure in the service (reason ``INTERNAL``) or with no reason.
 
@@ -312,6 +320,7 @@ _BY_REASON: dict[str, type[LiyaError]] = {
         ProviderUnavailable,
         ProviderRejectedRequest,
         DeadlineExceeded,
+        StorageUnavailable,
         Internal,
     )
 }
