@@ -60,7 +60,7 @@ check-gen: $(STAMP)
 	$(BIN)/python scripts/gen_stubs.py --check clients
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
