@@ -183,7 +183,7 @@ async def start_server(
         ],
     )
     config_service_pb2_grpc.add_ConfigServiceServicer_to_server(
-        ConfigServicer(services.configs, services.inference), server
+        ConfigServicer(services.configs, services.inference, services.tenants), server
     )
     inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(
         InferenceServicer(services.inference), server

@@ -8,10 +8,14 @@ from liya_engine.api import convert
 from liya_engine.api.interceptor import current_call
 from liya_engine.config.service import ConfigService
 from liya_engine.inference.service import InferenceService
+from liya_engine.inference.tenants import TenantCache
 
 
 class ConfigServicer(pb_grpc.ConfigServiceServicer):
-    def __init__(self, configs: ConfigService, inference: InferenceService) -> None:
+    def __init__(
+        self, configs: ConfigService, inference: InferenceService, tenants: TenantCache
+    ) -> None:
+        self._tenants = tenants
         self._configs = configs
         self._inference = inference
 
@@ -35,7 +39,9 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     async def GetMaskedConfig(
         self, request: pb.GetMaskedConfigRequest, context
     ) -> pb.GetMaskedConfigResponse:
-        cfg = await self._configs.get(current_call().identity.tenant_id)
+        # Served from the tenant cache: fresh after a change through this
+        # replica, at most LIYA_CONFIG_CACHE_TTL_SECONDS old after one elsewhere.
+        cfg = (await self._tenants.get(current_call().identity.tenant_id)).config
         return pb.GetMaskedConfigResponse(config=self._masked(cfg))
 
     async def VerifyConfig(

@@ -83,6 +83,10 @@ class ConfigService:
         """Call ``listener(tenant_id)`` after each committed change."""
         self._listeners.append(listener)
 
+    def _changed(self, tenant_id: str) -> None:
+        for listener in self._listeners:
+            listener(tenant_id)
+
     async def get(self, tenant_id: str) -> TenantConfig:
         """The tenant's config; the empty default state if it never set one."""
         async with self._db.unit_of_work() as uow:
@@ -108,6 +112,7 @@ class ConfigService:
                     who.tenant_id, for_update=not validate_only
                 ) or TenantConfig(who.tenant_id)
                 if etag and etag != current.etag:
+                    self._changed(who.tenant_id)  # a stale local copy is why the etag was old
                     raise _etag_mismatch(etag, current.etag)
                 new, changed, key_ids = self._apply(current, changes)
                 violations = v.check_complete(new)
@@ -132,11 +137,11 @@ class ConfigService:
                     await uow.commit()
                 except Conflict:
                     if etag:
+                        self._changed(who.tenant_id)
                         raise _etag_mismatch(etag, "a newer version") from None
                     continue  # no etag: re-read and re-apply, so nothing is lost
             log.info("config updated: %s", ", ".join(changed))
-            for listener in self._listeners:
-                listener(who.tenant_id)
+            self._changed(who.tenant_id)
             return UpdateResult(new, warnings)
         raise EtagMismatch(
             "the configuration kept changing during the update; retry",
