@@ -571,6 +571,9 @@ class Bench:
         )
         if self.metrics_port:
             env["LIYA_METRICS_ADDRESS"] = f"127.0.0.1:{self.metrics_port}"
+        for item in self.args.server_env:
+            name, _, value = item.partition("=")
+            env[name] = value
         return env
 
     def cache_counters(self) -> tuple[float, float] | None:
@@ -1300,6 +1303,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="distinct tenants that call before the second RSS reading (default 10000; quick 1000)",
     )
     p.add_argument("--workers", type=int, default=1, help="serve --workers N (default 1)")
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting for the server, e.g. LIYA_EVENT_LOOP=uvloop (repeatable)",
+    )
     p.add_argument(
         "--clients",
         type=int,

@@ -89,8 +89,7 @@ class ConfigService:
 
     async def get(self, tenant_id: str) -> TenantConfig:
         """The tenant's config; the empty default state if it never set one."""
-        async with self._db.unit_of_work() as uow:
-            found = await uow.configs.get(tenant_id)
+        found = await self._db.read_config(tenant_id)
         return found or TenantConfig(tenant_id=tenant_id)
 
     async def update(

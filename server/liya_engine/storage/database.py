@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, event, func, select, tuple_, update
+from sqlalchemy import bindparam, delete, event, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -78,6 +78,18 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def read_config(self, tenant_id: str) -> TenantConfig | None:
+        """The stored config, or None: one query on a plain connection, no
+        session or explicit transaction (reads need neither)."""
+        try:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(_READ_CONFIG, {"tenant_id": tenant_id})).all()
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise _unavailable() from None
+            raise
+        return _config_from_rows(tenant_id, rows)
 
     def unit_of_work(self, *, write: bool = False) -> UnitOfWork:
         """A transaction. ``write=True`` for one that reads then writes a
@@ -170,6 +182,63 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def _sqlite_begin(conn) -> None:
     write = conn.get_execution_options().get(_WRITE_OPTION, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _read_config_query():
+    t, p = TenantConfigRow.__table__, ProviderCredentialRow.__table__
+    return (
+        select(
+            t.c.version,
+            t.c.mode,
+            t.c.strategy,
+            t.c.overrides,
+            t.c.cost_limit_usd,
+            t.c.update_time,
+            p.c.provider,
+            p.c.api_key_ciphertext,
+            p.c.api_key_preview,
+            p.c.default_model,
+            p.c.endpoint,
+            p.c.deployment_name,
+            p.c.api_version,
+        )
+        .select_from(t.outerjoin(p, p.c.tenant_id == t.c.tenant_id))
+        .where(t.c.tenant_id == bindparam("tenant_id"))
+    )
+
+
+# One joined query, built once: the read path of every cache miss.
+_READ_CONFIG = _read_config_query()
+
+
+def _config_from_rows(tenant_id: str, rows: Sequence) -> TenantConfig | None:
+    if not rows:
+        return None
+    first = rows[0]
+    providers = {
+        r.provider: StoredProvider(
+            api_key_ciphertext=r.api_key_ciphertext,
+            api_key_preview=r.api_key_preview,
+            default_model=r.default_model,
+            endpoint=r.endpoint,
+            deployment_name=r.deployment_name,
+            api_version=r.api_version,
+        )
+        for r in rows
+        if r.provider is not None
+    }
+    return TenantConfig(
+        tenant_id=tenant_id,
+        version=first.version,
+        mode=first.mode,
+        providers=providers,
+        model=ModelSettings(
+            strategy=first.strategy,
+            overrides=dict(first.overrides or {}),
+            cost_limit_usd_per_request=first.cost_limit_usd,
+        ),
+        update_time=_utc(first.update_time),
+    )
 
 
 class TenantConfigRepository:
