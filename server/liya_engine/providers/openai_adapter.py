@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx2
@@ -71,20 +72,35 @@ class OpenAIAdapter(PooledAdapter[openai.AsyncOpenAI]):
     async def _create(
         self, client: openai.AsyncOpenAI, creds: Credentials, request: ProviderRequest
     ) -> Any:
-        return await client.chat.completions.create(**self._params(creds, request))
+        # The SDK's low-level post: same auth, URL (Azure maps it to the
+        # deployment), timeout and error classes as chat.completions.create,
+        # without its typed request transform and response models, which cost
+        # about a third of the SDK's CPU per call on this path.
+        params = self._params(creds, request)
+        timeout = params.pop("timeout")
+        response = await client.post(
+            "/chat/completions",
+            body=params,
+            cast_to=httpx2.Response,
+            options={"timeout": timeout},
+        )
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            raise MalformedAnswer(self.name) from exc
 
     def _to_result(self, raw: Any, request: ProviderRequest) -> ProviderResult:
         try:
-            choice = raw.choices[0]
-            usage = raw.usage
+            choice = raw["choices"][0]
+            usage = raw.get("usage") or {}
             return ProviderResult(
-                text=choice.message.content or "",
-                finish_reason=normalise_openai_finish(choice.finish_reason),
-                input_tokens=int(usage.prompt_tokens) if usage else 0,
-                output_tokens=int(usage.completion_tokens) if usage else 0,
-                model=raw.model or request.model,
+                text=choice["message"].get("content") or "",
+                finish_reason=normalise_openai_finish(choice.get("finish_reason")),
+                input_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
+                model=raw.get("model") or request.model,
             )
-        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
             raise MalformedAnswer(self.name) from exc
 
     async def _open_stream(
