@@ -210,7 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
         "master key, in batches. Safe while servers run and to "
         "re-run after an interruption.",
     )
-    p.add_argument("--batch-size", type=int, default=200, metavar="N")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=200,
+        metavar="N",
+        help="keys re-encrypted per transaction (default 200)",
+    )
     dev_flag(p)
     p.set_defaults(func=cmd_keys_rewrap)
 
@@ -229,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve fake OpenAI, Anthropic and Azure OpenAI APIs on one "
         "loopback port, for local demos and tests.",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8090, help="port to listen on (default 8090)")
     p.set_defaults(func=cmd_fake_providers)
     return parser
 
