@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import config_service_pb2_grpc, inference_service_pb2_grpc
+from liya.engine.v1 import inference_service_pb2 as ipb
 from liya_engine.identity import mint_token
 from liya_engine.settings import Settings
 
@@ -136,6 +142,50 @@ async def wait_serving(port: int, proc, timeout: float = 30) -> None:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("server did not become SERVING")
             await asyncio.sleep(0.1)
+
+
+BIN = Path(sys.executable).parent
+
+
+@contextlib.asynccontextmanager
+async def served_process(tmp_path: Path, *args: str, **env: str):
+    """``liya-engine serve ARGS`` in its own process on a free port, with a
+    SQLite file under ``tmp_path``; yields (process, port, log file)."""
+    port = free_port()
+    log = tmp_path / f"server-{port}.log"
+    full_env = process_env(
+        f"sqlite+aiosqlite:///{tmp_path / 'srv.db'}", LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}", **env
+    )
+    with log.open("w") as log_file:  # a file, not a pipe: a full pipe would block the server
+        proc = subprocess.Popen(
+            [BIN / "liya-engine", "serve", *args], env=full_env, stderr=log_file
+        )
+    try:
+        await wait_serving(port, proc)
+        yield proc, port, log
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def byok_openai(key: str, model: str = "", etag: str = "") -> cpb.UpdateConfigRequest:
+    """An UpdateConfig request that sets an OpenAI key in byok mode."""
+    openai = cpb.OpenAIConfig(api_key=key)
+    if model:
+        openai.default_model = model
+    return cpb.UpdateConfigRequest(
+        etag=etag, provider_config=cpb.ProviderConfig(mode="byok", openai=openai)
+    )
+
+
+def hello(intent: str = "general_chat", text: str = "hi") -> ipb.CompleteRequest:
+    """A one-message completion request."""
+    return ipb.CompleteRequest(intent=intent, messages=[ipb.ChatMessage(role="user", content=text)])
 
 
 def canary_key(prefix: str = "sk-") -> str:

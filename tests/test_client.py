@@ -21,54 +21,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 import liya_engine_client as lc
+from guide_bodies import ANTHROPIC_BODY, AZURE_BODY, MODEL_CONFIG_BODY, OPENAI_BODY
 from helpers import token
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import config_service_pb2_grpc as cpb_grpc
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya.engine.v1 import inference_service_pb2_grpc as ipb_grpc
 from liya_engine.fakes.providers import bind_refused_port
-
-# The public guide's bodies, character for character.
-OPENAI_BODY = """{
-  "provider_config": {
-    "mode": "byok",
-    "openai": {
-      "api_key": "sk-...",
-      "default_model": "gpt-4o"
-    }
-  }
-}"""
-ANTHROPIC_BODY = """{
-  "provider_config": {
-    "mode": "byok",
-    "anthropic": {
-      "api_key": "sk-ant-...",
-      "default_model": "claude-sonnet-4-6"
-    }
-  }
-}"""
-AZURE_BODY = """{
-  "provider_config": {
-    "mode": "byok",
-    "azure": {
-      "api_key": "your-azure-key",
-      "endpoint": "https://your-resource.openai.azure.com",
-      "deployment_name": "gpt-4o",
-      "api_version": "2024-02-15-preview"
-    }
-  }
-}"""
-MODEL_CONFIG_BODY = """{
-  "modelConfig": {
-    "strategy": "cost-optimised",
-    "overrides": {
-      "resume_analysis": "gpt-4o",
-      "general_chat": "gpt-4o-mini",
-      "mock_interview": "claude-sonnet-4-6"
-    },
-    "cost_limit_usd_per_request": 0.05
-  }
-}"""
 
 OPENAI_KEY = "sk-" + "c" * 44 + "OPEN"
 AZURE_KEY = "0123456789abcdef" * 2

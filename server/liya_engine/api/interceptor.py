@@ -9,6 +9,7 @@ status by ``liya_engine.api.status`` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import re
@@ -115,42 +116,37 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._metrics.rpc_done(method, st.code.name, reason, time.perf_counter() - started)
         await context.abort(st.code, st.details, st.trailing_metadata)
 
+    @contextlib.asynccontextmanager
+    async def _scope(self, method: str, context: grpc.aio.ServicerContext):
+        """One RPC: authenticate, then record the outcome and map any error."""
+        started = time.perf_counter()
+        try:
+            self._begin(context)
+            yield
+        except asyncio.CancelledError:
+            self._metrics.rpc_done(method, "CANCELLED", "", time.perf_counter() - started)
+            raise
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await self._fail(context, exc, method, started)  # aborts the call
+        else:
+            self._metrics.rpc_done(method, "OK", "", time.perf_counter() - started)
+
     def _wrap_unary(self, method: str, behavior):
         async def wrapped(request, context: grpc.aio.ServicerContext):
-            started = time.perf_counter()
             _cancel_with_call(context)
-            try:
-                self._begin(context)
-                response = await behavior(request, context)
-            except asyncio.CancelledError:
-                self._metrics.rpc_done(method, "CANCELLED", "", time.perf_counter() - started)
-                raise
-            except Exception as exc:
-                if _is_abort(exc):
-                    raise
-                await self._fail(context, exc, method, started)
-                raise AssertionError("unreachable: abort raises") from None
-            self._metrics.rpc_done(method, "OK", "", time.perf_counter() - started)
-            return response
+            async with self._scope(method, context):
+                return await behavior(request, context)
+            raise AssertionError("unreachable: a failed call is aborted")
 
         return wrapped
 
     def _wrap_stream(self, method: str, behavior):
         async def wrapped(request, context: grpc.aio.ServicerContext):
-            started = time.perf_counter()
-            try:
-                self._begin(context)
+            async with self._scope(method, context):
                 async for item in behavior(request, context):
                     yield item
-            except asyncio.CancelledError:
-                self._metrics.rpc_done(method, "CANCELLED", "", time.perf_counter() - started)
-                raise
-            except Exception as exc:
-                if _is_abort(exc):
-                    raise
-                await self._fail(context, exc, method, started)
-                return
-            self._metrics.rpc_done(method, "OK", "", time.perf_counter() - started)
 
         return wrapped
 

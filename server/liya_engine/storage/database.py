@@ -251,42 +251,13 @@ class TenantConfigRepository:
         """The stored config, or None. ``for_update`` locks the tenant's row
         (PostgreSQL) until the transaction ends, so concurrent writers of one
         tenant take turns."""
-        query = select(TenantConfigRow).where(TenantConfigRow.tenant_id == tenant_id)
+        query = _READ_CONFIG
         if for_update:
-            query = query.with_for_update()
-        row = (
-            await self._s.execute(query.execution_options(populate_existing=True))
-        ).scalar_one_or_none()
-        if row is None:
-            return None
-        creds = (
-            await self._s.execute(
-                select(ProviderCredentialRow).where(ProviderCredentialRow.tenant_id == tenant_id)
-            )
-        ).scalars()
-        providers = {
-            c.provider: StoredProvider(
-                api_key_ciphertext=c.api_key_ciphertext,
-                api_key_preview=c.api_key_preview,
-                default_model=c.default_model,
-                endpoint=c.endpoint,
-                deployment_name=c.deployment_name,
-                api_version=c.api_version,
-            )
-            for c in creds
-        }
-        return TenantConfig(
-            tenant_id=row.tenant_id,
-            version=row.version,
-            mode=row.mode,
-            providers=providers,
-            model=ModelSettings(
-                strategy=row.strategy,
-                overrides=dict(row.overrides or {}),
-                cost_limit_usd_per_request=row.cost_limit_usd,
-            ),
-            update_time=_utc(row.update_time),
-        )
+            # Lock only the config row: PostgreSQL refuses FOR UPDATE on the
+            # nullable side of the outer join.
+            query = query.with_for_update(of=TenantConfigRow.__table__)
+        rows = (await self._s.execute(query, {"tenant_id": tenant_id})).all()
+        return _config_from_rows(tenant_id, rows)
 
     async def version_of(self, tenant_id: str) -> int | None:
         return (
