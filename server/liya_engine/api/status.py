@@ -98,28 +98,30 @@ def error_status(exc: errors.LiyaError, request_id: str) -> grpc.Status:
     )
 
 
-def internal_status(request_id: str) -> grpc.Status:
-    """The answer for anything unexpected: no detail of the failure, only where to look."""
+def _bare_status(code: int, reason: str, message: str, request_id: str) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(
-        reason="INTERNAL", domain=DOMAIN, metadata={"request_id": request_id}
+        reason=reason, domain=DOMAIN, metadata={"request_id": request_id}
     )
     return rpc_status.to_status(
-        status_pb2.Status(
-            code=code_pb2.INTERNAL,
-            message=f"internal error; quote request id {request_id} to the operator",
-            details=[_pack(info)],
-        )
+        status_pb2.Status(code=code, message=message, details=[_pack(info)])
+    )
+
+
+def internal_status(request_id: str) -> grpc.Status:
+    """The answer for anything unexpected: no detail of the failure, only where to look."""
+    return _bare_status(
+        code_pb2.INTERNAL,
+        "INTERNAL",
+        f"internal error; quote request id {request_id} to the operator",
+        request_id,
     )
 
 
 def deadline_status(request_id: str) -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(
-        reason="DEADLINE_EXCEEDED", domain=DOMAIN, metadata={"request_id": request_id}
-    )
-    return rpc_status.to_status(
-        status_pb2.Status(
-            code=code_pb2.DEADLINE_EXCEEDED,
-            message="the call's deadline ran out before the provider answered",
-            details=[_pack(info)],
-        )
+    """The caller's own deadline cut the provider call short."""
+    return _bare_status(
+        code_pb2.DEADLINE_EXCEEDED,
+        "DEADLINE_EXCEEDED",
+        "the call's deadline ran out before the provider answered",
+        request_id,
     )
