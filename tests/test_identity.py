@@ -199,3 +199,15 @@ async def test_a_verified_token_stops_working_when_it_expires(servers):
         await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=md)
     assert details_of(err.value).reason == "INVALID_TOKEN"
     assert "expired" in details_of(err.value).message
+
+
+async def test_a_malformed_body_is_invalid_argument_not_unknown(stubs):
+    call = stubs.channel.unary_unary(
+        "/liya.engine.v1.InferenceService/Complete",
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(b"\x0a\x02\xff\xfe", metadata=(("authorization", f"Bearer {token('acme')}"),))
+    d = details_of(err.value)
+    assert (d.code, d.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")

@@ -467,3 +467,45 @@ async def test_verify_without_intent_uses_the_default_model(stubs, fake):
         cpb.VerifyConfigRequest(intent="general_chat"), metadata=auth("t")
     )
     assert ok.model == "gpt-4o-mini"
+
+
+async def test_a_stored_endpoint_no_longer_allowed_gets_no_key(servers, fake):
+    """Saved while loopback http was allowed; the operator turned that off since."""
+    _, dev = await servers.start()
+    await configure(dev, "t", fake, openai=False, anthropic=False)
+    _, prod = await servers.start(LIYA_ALLOW_INSECURE_ENDPOINTS="false")
+    d = await failure(complete(prod, "t"))
+    assert (d.code, d.reason) == (grpc.StatusCode.UNAVAILABLE, "BYOK_ENDPOINT_UNREACHABLE")
+    assert "provider_config.azure.endpoint" in d.message
+    assert not fake.requests
+
+
+async def test_an_update_during_a_cache_fill_is_not_lost(servers, fake):
+    """A cache miss that read the old config must not put it back after an update."""
+    running, s = await servers.start(LIYA_CONFIG_CACHE_TTL_SECONDS="60")
+    await configure(s, "t", fake, azure=False, anthropic=False)
+    configs = running.services.configs
+    original = configs.get
+    gate = asyncio.Event()
+
+    async def slow_get(tenant_id):
+        found = await original(tenant_id)
+        await gate.wait()  # the update lands while this stale read is in flight
+        return found
+
+    running.services.tenants.clear()
+    configs.get = slow_get
+    stale_read = asyncio.ensure_future(running.services.tenants.get("t"))
+    await asyncio.sleep(0.05)
+    configs.get = original
+    new_key = "sk-" + "n" * 44 + "NEW1"
+    await s.config.UpdateConfig(
+        cpb.UpdateConfigRequest(
+            provider_config=cpb.ProviderConfig(openai=cpb.OpenAIConfig(api_key=new_key))
+        ),
+        metadata=auth("t"),
+    )
+    gate.set()
+    await stale_read
+    await complete(s, "t")
+    assert fake.last_request.api_key == new_key

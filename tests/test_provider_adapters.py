@@ -637,7 +637,7 @@ def _connection_error(sdk_error: type, cause: BaseException) -> BaseException:
             "TLS handshake failed",
         ),
         (httpx2.ConnectError("[Errno 111] Connection refused"), "refused"),
-        (httpx2.ConnectTimeout("timed out"), "did not answer"),
+        (httpx2.ConnectTimeout("timed out"), "Could not connect"),
     ],
 )
 def test_transport_failures_say_what_failed(sdk_error, cause, reason):
@@ -652,6 +652,24 @@ def test_transport_failures_say_what_failed(sdk_error, cause, reason):
     assert isinstance(error, ProviderUnreachable)
     assert reason in error.message
     assert "user" not in error.message and "pw@" not in error.message
+
+
+def test_connect_timeout_is_not_a_provider_answer_timeout():
+    """The connect timeout is our own budget: never reported as the caller's deadline."""
+    error = classify_error(
+        openai.APITimeoutError(request=httpx2.Request("POST", "https://x.openai.azure.com")),
+        provider="azure",
+        model="prod",
+        timeout=2.0,
+    )
+    assert type(error).__name__ in ("ProviderTimedOut", "ProviderUnreachable")
+    connect = openai.APITimeoutError(request=httpx2.Request("POST", "https://x.openai.azure.com"))
+    connect.__cause__ = httpx2.ConnectTimeout("timed out")
+    assert type(classify_error(connect, provider="azure", model="prod")) is ProviderUnreachable
+    pool = openai.APITimeoutError(request=httpx2.Request("POST", "https://api.openai.com"))
+    pool.__cause__ = httpx2.PoolTimeout("no connection")
+    error = classify_error(pool, provider="openai", model="gpt-4o")
+    assert error.reason == "PROVIDER_UNAVAILABLE" and "busy" in error.message
 
 
 def test_classify_leaves_bugs_alone():

@@ -15,33 +15,55 @@ from liya_engine.secret import Secret
 
 REDACTED = "[REDACTED]"
 
-# Key-shaped runs: provider key prefixes, bearer tokens, JWTs, and long opaque
-# runs of 40+ characters. Shorter runs are left alone so request ids (32 hex)
-# stay readable, and "/" is not part of a run so file paths in tracebacks
-# survive; keys the caller is known to hold are removed exactly by ``scrub``.
+# Key-shaped runs: provider key prefixes, bearer tokens, JWTs, and opaque runs
+# of 32+ characters (Azure keys are 32 hex characters). "/" is not part of a
+# run so file paths in tracebacks survive; keys the caller is known to hold are
+# removed, with every fragment of them, by ``scrub``.
 _PATTERNS = re.compile(
     r"""
     (?:sk|rk|pk)-[A-Za-z0-9_\-*.]{4,}           # OpenAI / Anthropic style keys, masked too
     | \*{3,}[A-Za-z0-9_\-]{0,8}                 # the masked middle and tail of a key
     | (?i:bearer)\s+[A-Za-z0-9_\-.=+/]{8,}     # bearer credentials
     | eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-.]+  # JWTs
-    | (?<![A-Za-z0-9+_\-])[A-Za-z0-9+_\-]{40,}={0,2}  # long opaque tokens
+    | (?<![A-Za-z0-9+_\-])[A-Za-z0-9+_\-]{32,}={0,2}  # long opaque tokens
     """,
     re.VERBOSE,
 )
 
 
+FRAGMENT = 6  # shortest run of a known secret that counts as showing it
+
+
 def scrub(text: str, secrets: Iterable[Secret | str | None] = ()) -> str:
-    """Return ``text`` with the given secrets, any 6+ character fragment of their
-    ends, and every key-shaped token replaced by ``[REDACTED]``."""
+    """Return ``text`` with every key-shaped token, and every run of 6 or more
+    characters taken from one of ``secrets`` (start, middle or end), replaced
+    by ``[REDACTED]``."""
     text = _PATTERNS.sub(REDACTED, text)
     for secret in secrets:
         value = secret.reveal() if isinstance(secret, Secret) else secret
-        if not value:
-            continue
-        text = text.replace(value, REDACTED)
-        # Providers show the first or last few characters of a key they refuse.
-        if len(value) >= 12:
-            for fragment in (value[:8], value[-6:]):
-                text = text.replace(fragment, REDACTED)
+        if value:
+            text = _remove_fragments(text, value)
     return _PATTERNS.sub(REDACTED, text)
+
+
+def _remove_fragments(text: str, value: str) -> str:
+    if len(value) < FRAGMENT:
+        return text.replace(value, REDACTED)
+    grams = {value[i : i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1)}
+    covered = [False] * len(text)
+    for i in range(len(text) - FRAGMENT + 1):
+        if text[i : i + FRAGMENT] in grams:
+            covered[i : i + FRAGMENT] = [True] * FRAGMENT
+    if not any(covered):
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if covered[i]:
+            out.append(REDACTED)
+            while i < len(text) and covered[i]:
+                i += 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)

@@ -19,12 +19,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from liya_engine import errors
 from liya_engine.api import status
 from liya_engine.identity import Identity, TokenVerifier
 from liya_engine.logs import request_id_var, tenant_var
 from liya_engine.metrics import Metrics
+from liya_engine.redact import scrub
 
 log = logging.getLogger("liya_engine.rpc")
 
@@ -66,14 +68,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(method, handler.unary_unary, handler.request_deserializer),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(method, handler.unary_stream, handler.request_deserializer),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -82,7 +84,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         """Set the request id and identity for this call; raise InvalidToken."""
         metadata = dict(context.invocation_metadata() or ())
         supplied = metadata.get("x-request-id", "")
-        request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        # A caller's id is kept only if it could not be a pasted secret.
+        request_id = (
+            supplied
+            if _REQUEST_ID.fullmatch(supplied) and scrub(supplied) == supplied
+            else uuid.uuid4().hex
+        )
         request_id_var.set(request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
         auth = metadata.get("authorization")
@@ -133,22 +140,36 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         else:
             self._metrics.rpc_done(method, "OK", "", time.perf_counter() - started)
 
-    def _wrap_unary(self, method: str, behavior):
-        async def wrapped(request, context: grpc.aio.ServicerContext):
+    def _wrap_unary(self, method: str, behavior, deserialize):
+        async def wrapped(raw: bytes, context: grpc.aio.ServicerContext):
             _cancel_with_call(context)
             async with self._scope(method, context):
-                return await behavior(request, context)
+                return await behavior(_decode(deserialize, raw), context)
             raise AssertionError("unreachable: a failed call is aborted")
 
         return wrapped
 
-    def _wrap_stream(self, method: str, behavior):
-        async def wrapped(request, context: grpc.aio.ServicerContext):
+    def _wrap_stream(self, method: str, behavior, deserialize):
+        async def wrapped(raw: bytes, context: grpc.aio.ServicerContext):
             async with self._scope(method, context):
-                async for item in behavior(request, context):
+                async for item in behavior(_decode(deserialize, raw), context):
                     yield item
 
         return wrapped
+
+
+def _decode(deserialize, raw: bytes):
+    """Parse the request here rather than in grpc, so a malformed body gets
+    INVALID_ARGUMENT with a reason instead of grpc's UNKNOWN."""
+    if deserialize is None:
+        return raw
+    try:
+        return deserialize(raw)
+    except DecodeError:
+        raise errors.InvalidRequest(
+            "the request body is not a valid protobuf message for this method",
+            [errors.FieldViolation("request", "could not be parsed")],
+        ) from None
 
 
 def _cancel_with_call(context: grpc.aio.ServicerContext) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -133,14 +134,17 @@ class ConfigService:
                         mode_before=current.mode,
                         mode_after=new.mode,
                     )
-                    await uow.commit()
+                    try:
+                        await uow.commit()
+                    finally:
+                        # Also when cancelled mid-commit: the write may have landed.
+                        self._changed(who.tenant_id)
                 except Conflict:
                     if etag:
                         self._changed(who.tenant_id)
                         raise _etag_mismatch(etag, "a newer version") from None
                     continue  # no etag: re-read and re-apply, so nothing is lost
             log.info("config updated: %s", ", ".join(changed))
-            self._changed(who.tenant_id)
             return UpdateResult(new, warnings)
         raise EtagMismatch(
             "the configuration kept changing during the update; retry",
@@ -310,11 +314,17 @@ class ConfigService:
         return cfg, changed, key_ids
 
 
+_ETAG_SHAPE = re.compile(r"^v\d{1,12}$")
+
+
 def _etag_mismatch(sent: str, current: str) -> EtagMismatch:
+    # Echo the caller's etag only when it looks like one of ours: whatever else
+    # was pasted there (a key, say) must not come back in an error.
+    shown = sent if _ETAG_SHAPE.fullmatch(sent) else "(not an etag of this service)"
     return EtagMismatch(
-        f"etag {sent[:32]!r} is stale (current: {current}): read the config again with "
+        f"etag {shown} is stale (current: {current}): read the config again with "
         "GetMaskedConfig and re-apply your change",
-        metadata={"etag": sent[:32], "current_etag": current},
+        metadata={"etag": shown, "current_etag": current},
     )
 
 

@@ -12,11 +12,13 @@ errs high, which is the safe side for a cost limit.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from liya_engine.config.model import MODE_BYOK, MODE_MANAGED
+from liya_engine.config.validation import check_endpoint
 from liya_engine.errors import (
     CostLimitExceeded,
     DeadlineExceeded,
@@ -27,6 +29,7 @@ from liya_engine.errors import (
     ProviderModelNotFound,
     ProviderTimedOut,
     ProviderUnavailable,
+    ProviderUnreachable,
 )
 from liya_engine.inference.tenants import ResolvedTenant, TenantCache
 from liya_engine.metrics import Metrics
@@ -105,6 +108,23 @@ class _Plan:
     caller_bound: bool  # the caller's deadline, not our own budget, limits the call
 
 
+_INTENT_SHAPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _shown_intent(intent: str) -> str:
+    # Only name-shaped input is echoed back; anything else may be a pasted key.
+    return repr(intent) if _INTENT_SHAPE.fullmatch(intent) else "(not shown)"
+
+
+def _tokens_that_fit(limit: float, prompt_cost: float, per_output: float) -> int:
+    """The most output tokens whose worst case stays within ``limit``, checked
+    with the very sum the limit check uses (a division can round one over)."""
+    fits = max(0, math.floor((limit - prompt_cost) / per_output))
+    while fits > 0 and prompt_cost + fits * per_output > limit:
+        fits -= 1
+    return fits
+
+
 def estimate_prompt_tokens(messages: Sequence[Message]) -> int:
     return sum(math.ceil(len(m.content) / 3) + 4 for m in messages) + 3
 
@@ -156,6 +176,7 @@ class InferenceService:
             self._managed["openai"] = Credentials(
                 "openai", m.openai_api_key, settings.openai_base_url
             )
+        self._endpoint_checks: dict[str, list] = {}
         self.managed_providers: tuple[str, ...] = tuple(self._managed)
 
     # -- public use cases -----------------------------------------------------
@@ -242,7 +263,7 @@ class InferenceService:
             bad.append(
                 FieldViolation(
                     "intent",
-                    f"unknown intent {call.intent[:64]!r}; known: "
+                    f"unknown intent {_shown_intent(call.intent)}; known: "
                     + ", ".join(sorted(self._catalog.intents)),
                 )
             )
@@ -350,14 +371,38 @@ class InferenceService:
         )
         return _Plan(creds, request, info, cfg.mode, caller_bound)
 
+    def _check_endpoint(self, endpoint: str) -> None:
+        """A stored endpoint must still pass today's rules (an allowlist entry may
+        have been removed, or the development setting turned off, since it was
+        saved): the tenant's key is never sent where the rules forbid."""
+        problems = self._endpoint_checks.get(endpoint)
+        if problems is None:
+            problems = check_endpoint(
+                "provider_config.azure.endpoint",
+                endpoint,
+                allowlist=self._settings.azure_endpoint_allowlist,
+                allow_insecure=self._settings.allow_insecure_endpoints,
+            )
+            if len(self._endpoint_checks) >= 10_000:
+                self._endpoint_checks.clear()
+            self._endpoint_checks[endpoint] = problems
+        if problems:
+            raise ProviderUnreachable(
+                "the stored Azure endpoint is not allowed by this service any more "
+                f"({problems[0].description}): update provider_config.azure.endpoint",
+                provider="azure",
+                metadata={"endpoint_allowed": "false"},
+            )
+
     def _credentials(self, tenant: ResolvedTenant, provider: str) -> Credentials:
         cfg = tenant.config
         if cfg.mode == MODE_MANAGED:
             return self._managed[provider]
-        key: Secret = tenant.key(provider)
         if provider == "azure":
             p = cfg.provider("azure")
-            return Credentials("azure", key, p.endpoint, p.api_version)
+            self._check_endpoint(p.endpoint)  # before the key is even decrypted
+            return Credentials("azure", tenant.key("azure"), p.endpoint, p.api_version)
+        key: Secret = tenant.key(provider)
         base = (
             self._settings.anthropic_base_url
             if provider == "anthropic"
@@ -392,7 +437,7 @@ class InferenceService:
         if call.max_tokens is not None:
             estimate = prompt_cost + call.max_tokens * per_output
             if estimate > limit:
-                fits = max(0, math.floor((limit - prompt_cost) / per_output)) if per_output else 0
+                fits = _tokens_that_fit(limit, prompt_cost, per_output)
                 raise CostLimitExceeded(
                     f"worst-case cost ${estimate:.6f} ({prompt} prompt tokens estimated + "
                     f"{call.max_tokens} max_tokens on {model}) is above the limit of "
@@ -404,7 +449,7 @@ class InferenceService:
                     },
                 )
             return call.max_tokens
-        affordable = math.floor((limit - prompt_cost) / per_output) if per_output else default
+        affordable = _tokens_that_fit(limit, prompt_cost, per_output) if per_output else default
         if affordable < 1:
             raise CostLimitExceeded(
                 f"the prompt alone is estimated at ${prompt_cost:.6f} ({prompt} tokens on "

@@ -67,12 +67,17 @@ class TenantCache:
         self._max = max_entries
         self._ttl = ttl_seconds
         self._entries: OrderedDict[str, tuple[float, ResolvedTenant]] = OrderedDict()
+        # Bumped by every invalidation: a read that started before one must not
+        # put what it read into the cache.
+        self._generation = 0
         configs.on_change(self.invalidate)
 
     def invalidate(self, tenant_id: str) -> None:
+        self._generation += 1
         self._entries.pop(tenant_id, None)
 
     def clear(self) -> None:
+        self._generation += 1
         self._entries.clear()
 
     def __len__(self) -> int:
@@ -86,8 +91,9 @@ class TenantCache:
             self._metrics.config_cache.labels("hit").inc()
             return hit[1]
         self._metrics.config_cache.labels("miss").inc()
+        generation = self._generation
         resolved = ResolvedTenant(await self._configs.get(tenant_id), self._cipher)
-        if self._max > 0:
+        if self._max > 0 and generation == self._generation:
             self._entries[tenant_id] = (now, resolved)
             self._entries.move_to_end(tenant_id)
             while len(self._entries) > self._max:

@@ -159,9 +159,9 @@ def classify_error(
             None, f"{ctx.label} answered with something that is not a completion: retry later."
         )
     if isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError):
-        return ctx.timed_out()
+        return ctx.timed_out(exc)
     if isinstance(exc, (TimeoutError, httpx2.TimeoutException, *_legacy_timeouts())):
-        return ctx.timed_out()
+        return ctx.timed_out(exc)
     if isinstance(exc, openai.APIConnectionError | anthropic.APIConnectionError):
         return ctx.transport(exc.__cause__ or exc.__context__ or exc, mid_stream)
     if isinstance(exc, (*_TRANSPORT_ERRORS, *_legacy_transport_errors())):
@@ -313,7 +313,28 @@ class _Context:
 
     # ------------------------------------------------------------- kinds
 
-    def timed_out(self) -> ProviderError:
+    def timed_out(self, exc: BaseException | None = None) -> ProviderError:
+        chain = list(_walk(exc)) if exc is not None else []
+        if any(isinstance(e, httpx2.PoolTimeout) for e in chain):
+            # Our own connection pool was full: not the provider's fault, nor the endpoint's.
+            return self.unavailable(
+                None,
+                f"The service had no free connection to {self.label} in time (it is busy): "
+                "retry the call.",
+            )
+        if any(isinstance(e, httpx2.ConnectTimeout) for e in chain):
+            # The connect timeout is our own budget, shorter than the call's.
+            where = f" at {self.host()}" if self.host() else ""
+            return self.build(
+                ProviderUnreachable,
+                f"Could not connect to {self.label}{where} in time. "
+                + (
+                    "Verify the endpoint in the Azure portal and that the resource is running."
+                    if self.provider == "azure"
+                    else "Retry later."
+                ),
+                None,
+            )
         budget = f" within {self.timeout:g} s" if self.timeout else " in time"
         if self.provider == "azure":
             advice = (
@@ -329,7 +350,7 @@ class _Context:
     def transport(self, exc: BaseException, mid_stream: bool) -> ProviderError:
         chain = list(_walk(exc))
         if any(isinstance(e, TimeoutError | httpx2.TimeoutException) for e in chain):
-            return self.timed_out()
+            return self.timed_out(exc)
         text = " ".join(str(e) for e in chain)
         cut_short = any(
             isinstance(e, httpx2.RemoteProtocolError | httpx2.ReadError) for e in chain

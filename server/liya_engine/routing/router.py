@@ -84,9 +84,9 @@ def _by_strategy(
     candidates = catalog.models_for(serving)
     good = [m for m in candidates if m.tier >= tier]
     if strategy == "cost-optimised":
-        pool = good or candidates
+        # No model at the intent's tier: the default model, never a weaker one.
         return min(
-            pool, key=lambda m: (m.input_per_million + m.output_per_million, m.name), default=None
+            good, key=lambda m: (m.input_per_million + m.output_per_million, m.name), default=None
         )
     if strategy == "quality-optimised":
         return max(
@@ -95,13 +95,12 @@ def _by_strategy(
             default=None,
         )
     if strategy == "latency-optimised":
-        pool = good or candidates
-        measured = [(latency_of(serving, m.name), m) for m in pool]
+        measured = [(latency_of(serving, m.name), m) for m in good]
         known = [(lat, m) for lat, m in measured if lat is not None]
         if known:
             return min(known, key=lambda x: (x[0], x[1].name))[1]
         # Nothing observed yet: the cheapest acceptable model is usually the fastest.
         return min(
-            pool, key=lambda m: (m.input_per_million + m.output_per_million, m.name), default=None
+            good, key=lambda m: (m.input_per_million + m.output_per_million, m.name), default=None
         )
     return None
