@@ -132,3 +132,22 @@ async def test_rewrap_while_both_serve_loses_nothing(servers, postgres_url, fake
         await d.inference.Complete(hello(), metadata=auth(t))
     expected = {("sk-" + t.ljust(40, "y" if t in tenants[:10] else "x")) for t in tenants}
     assert {q.api_key for q in fake.requests} == expected
+
+
+async def test_other_replicas_drop_their_cached_copy_at_once(servers, postgres_url, fake):
+    """PostgreSQL NOTIFY tells every replica about a change: no waiting for the TTL."""
+    servers.base_env.update(LIYA_DATABASE_URL=postgres_url, LIYA_CONFIG_CACHE_TTL_SECONDS="600")
+    _, a = await servers.start()
+    _, b = await servers.start()
+    await a.config.UpdateConfig(openai_update("sk-" + "1" * 40), metadata=auth("t"))
+    r = await b.inference.Complete(hello(), metadata=auth("t"))  # B caches the config
+    assert r.usage.model == "gpt-4o"
+    await a.config.UpdateConfig(openai_update("sk-" + "2" * 40, "gpt-4o-mini"), metadata=auth("t"))
+    for _ in range(50):
+        masked = await b.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=auth("t"))
+        if masked.config.openai.default_model == "gpt-4o-mini":
+            break
+        await asyncio.sleep(0.02)
+    r = await b.inference.Complete(hello(), metadata=auth("t"))
+    assert r.usage.model == "gpt-4o-mini"
+    assert fake.last_request.api_key == "sk-" + "2" * 40

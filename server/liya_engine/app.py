@@ -116,6 +116,7 @@ class RunningServer:
         self.services = services
         self.health = health_servicer
         self._probe = asyncio.create_task(self._probe_health())
+        self._listener = None
         self._stopped = False
 
     async def _set_health(self, serving: bool) -> None:
@@ -140,6 +141,13 @@ class RunningServer:
                 log.warning("database %s", "reachable again" if ok else "unreachable")
                 await self._set_health(ok)
 
+    async def listen_for_changes(self) -> None:
+        """Drop a tenant's cached config as soon as any replica changes it."""
+        tenants = self.services.tenants
+        self._listener = await self.services.db.listen_for_changes(
+            tenants.invalidate, tenants.clear
+        )
+
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, stop accepting calls, let in-flight calls finish."""
         if self._stopped:
@@ -155,6 +163,8 @@ class RunningServer:
             await asyncio.sleep(drain)
         grace = self.services.settings.shutdown_grace_seconds if grace is None else grace
         await self.server.stop(grace)
+        if self._listener is not None:
+            await self._listener.close()
         await self.services.aclose()
 
 
@@ -205,6 +215,7 @@ async def start_server(
         raise OSError(f"cannot listen on {settings.listen_address}: {exc}") from None
     await server.start()
     running = RunningServer(server, port, services, health_servicer)
+    await running.listen_for_changes()
     await running._set_health(True)
     if settings.metrics_address:
         address = metrics_address_for_worker(settings.metrics_address, worker_index)

@@ -134,6 +134,7 @@ class ConfigService:
                         mode_before=current.mode,
                         mode_after=new.mode,
                     )
+                    await uow.announce_change(who.tenant_id)
                     try:
                         await uow.commit()
                     finally:

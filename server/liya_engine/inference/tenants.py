@@ -2,8 +2,9 @@
 bounded cache so a warm call makes no database round trip.
 
 Staleness bound: a change made through this process invalidates its entry at
-once; a change made through another replica is seen after at most
-``ttl_seconds`` (``LIYA_CONFIG_CACHE_TTL_SECONDS``), when the entry is re-read.
+once; on PostgreSQL a change made through another replica arrives by NOTIFY and
+invalidates it within milliseconds; in any case an entry is re-read after
+``ttl_seconds`` (``LIYA_CONFIG_CACHE_TTL_SECONDS``).
 """
 
 from __future__ import annotations

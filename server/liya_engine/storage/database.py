@@ -7,12 +7,14 @@ leave this module (they are turned into ``config.model`` objects).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import bindparam, delete, event, func, select, tuple_, update
+from sqlalchemy import bindparam, delete, event, func, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -30,6 +32,7 @@ from liya_engine.storage.tables import (
     TenantConfigRow,
 )
 
+log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Connection execution option marking a transaction that will write (see _sqlite_begin).
 _WRITE_OPTION = "liya_write"
@@ -165,6 +168,65 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+    async def listen_for_changes(self, on_change, on_gap) -> ChangeListener | None:
+        """On PostgreSQL, call ``on_change(tenant_id)`` for every config change
+        any replica commits (LISTEN/NOTIFY), and ``on_gap()`` whenever changes
+        may have been missed (the listening connection was lost). None on SQLite,
+        where every writer is this process or shares no cache with it."""
+        if self.is_sqlite:
+            return None
+        listener = ChangeListener(self.engine.url, on_change, on_gap)
+        await listener.start()
+        return listener
+
+
+CHANGES_CHANNEL = "liya_config_changed"
+
+
+class ChangeListener:
+    """A dedicated asyncpg connection LISTENing for config changes; reconnects."""
+
+    RETRY_SECONDS = 2.0
+
+    def __init__(self, url, on_change, on_gap) -> None:
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._on_change = on_change
+        self._on_gap = on_gap
+        self._conn = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self._connect()
+        self._task = asyncio.create_task(self._watch())
+
+    async def _connect(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self._dsn, timeout=10)
+        await conn.add_listener(CHANGES_CHANNEL, self._notified)
+        self._conn = conn
+
+    def _notified(self, _conn, _pid, _channel, payload: str) -> None:
+        self._on_change(payload)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.RETRY_SECONDS)
+            if self._conn is not None and not self._conn.is_closed():
+                continue
+            self._on_gap()  # notifications may have been lost while disconnected
+            with contextlib.suppress(Exception):
+                await self._connect()
+                log.info("listening for config changes again")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -498,6 +560,15 @@ class UnitOfWork:
             await asyncio.shield(self._session.close())
         if exc is not None and _is_unavailable(exc):
             raise _unavailable() from None
+
+    async def announce_change(self, tenant_id: str) -> None:
+        """Tell other replicas, when this transaction commits, that the tenant's
+        config changed (PostgreSQL NOTIFY; nothing to do on SQLite)."""
+        if self._session.bind.dialect.name == "postgresql":
+            await self._session.execute(
+                text("SELECT pg_notify(:channel, :tenant)"),
+                {"channel": CHANGES_CHANNEL, "tenant": tenant_id},
+            )
 
     async def commit(self) -> None:
         await self._session.commit()
