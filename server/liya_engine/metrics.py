@@ -57,6 +57,7 @@ class Metrics:
             registry=self.registry,
         )
         self._models: set[str] = set()
+        self._children: dict[tuple, object] = {}
 
     def _model(self, model: str) -> str:
         if model in self._models or len(self._models) < _MAX_MODEL_LABELS:
@@ -64,23 +65,31 @@ class Metrics:
             return model
         return "other"
 
+    def _child(self, metric, *labels: str):
+        # labels() validates and hashes on every call; the children are reused.
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def rpc_done(self, method: str, code: str, reason: str, seconds: float) -> None:
-        self.rpcs.labels(method, code, reason).inc()
-        self.rpc_latency.labels(method).observe(seconds)
+        self._child(self.rpcs, method, code, reason).inc()
+        self._child(self.rpc_latency, method).observe(seconds)
 
     def provider_call(
         self, provider: str, model: str, mode: str, reason: str, seconds: float
     ) -> None:
-        self.provider_calls.labels(provider, self._model(model), mode, reason or "OK").inc()
-        self.provider_latency.labels(provider).observe(seconds)
+        self._child(self.provider_calls, provider, self._model(model), mode, reason or "OK").inc()
+        self._child(self.provider_latency, provider).observe(seconds)
 
     def usage(
         self, provider: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
     ) -> None:
         model = self._model(model)
-        self.tokens.labels(provider, model, "input").inc(input_tokens)
-        self.tokens.labels(provider, model, "output").inc(output_tokens)
-        self.cost.labels(provider, model).inc(cost_usd)
+        self._child(self.tokens, provider, model, "input").inc(input_tokens)
+        self._child(self.tokens, provider, model, "output").inc(output_tokens)
+        self._child(self.cost, provider, model).inc(cost_usd)
 
     def serve(self, address: str) -> None:
         """Expose ``/metrics`` over HTTP on ``host:port`` (a daemon thread)."""

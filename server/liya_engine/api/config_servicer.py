@@ -41,8 +41,10 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
     ) -> pb.GetMaskedConfigResponse:
         # Served from the tenant cache: fresh after a change through this
         # replica, at most LIYA_CONFIG_CACHE_TTL_SECONDS old after one elsewhere.
-        cfg = (await self._tenants.get(current_call().identity.tenant_id)).config
-        return pb.GetMaskedConfigResponse(config=self._masked(cfg))
+        tenant = await self._tenants.get(current_call().identity.tenant_id)
+        if tenant.shown is None:
+            tenant.shown = pb.GetMaskedConfigResponse(config=self._masked(tenant.config))
+        return tenant.shown
 
     async def VerifyConfig(
         self, request: pb.VerifyConfigRequest, context

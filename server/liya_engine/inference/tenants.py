@@ -26,12 +26,14 @@ class ResolvedTenant:
     decrypted fails only the calls that need it.
     """
 
-    __slots__ = ("_cipher", "_keys", "config")
+    __slots__ = ("_cipher", "_keys", "config", "shown")
 
     def __init__(self, config: TenantConfig, cipher: KeyCipher) -> None:
         self.config = config
         self._cipher = cipher
         self._keys: dict[str, Secret] = {}
+        # The masked form built for GetMaskedConfig, kept with this version.
+        self.shown: object | None = None
 
     def key(self, provider: str) -> Secret:
         """The decrypted key of ``provider``; raises ``KeyDecryptionFailed``."""
