@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import sqlite3
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, event, func, select, text, tuple_, update
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -81,10 +86,18 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        database = self.engine.url.database
+        self._sqlite_reader = (
+            _SqliteReader(database)
+            if self.is_sqlite and database not in (None, "", ":memory:")
+            else None
+        )
 
     async def read_config(self, tenant_id: str) -> TenantConfig | None:
         """The stored config, or None: one query on a plain connection, no
         session or explicit transaction (reads need neither)."""
+        if self._sqlite_reader is not None:
+            return _config_from_rows(tenant_id, await self._sqlite_reader.read(tenant_id))
         try:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(_READ_CONFIG, {"tenant_id": tenant_id})).all()
@@ -167,6 +180,8 @@ class Database:
         raise RuntimeError("master key salts kept changing; retry")
 
     async def dispose(self) -> None:
+        if self._sqlite_reader is not None:
+            self._sqlite_reader.close()
         await self.engine.dispose()
 
     async def listen_for_changes(self, on_change, on_gap) -> ChangeListener | None:
@@ -179,6 +194,69 @@ class Database:
         listener = ChangeListener(self.engine.url, on_change, on_gap)
         await listener.start()
         return listener
+
+
+class _SqliteReader:
+    """Cache-miss reads on SQLite with one thread hop instead of the half dozen
+    that the async driver and pool take per query: a plain sqlite3 connection
+    owned by one thread (WAL lets it read while others write)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._sql = str(_READ_CONFIG.compile(dialect=sqlite_dialect.dialect()))
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liya-read")
+        self._conn: sqlite3.Connection | None = None
+
+    def _read(self, tenant_id: str) -> list[_ConfigRow]:
+        if self._conn is None:
+            self._conn = sqlite3.connect(
+                self._path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+        rows = self._conn.execute(self._sql, (tenant_id,)).fetchall()
+        return [
+            _ConfigRow(
+                r[0],
+                r[1],
+                r[2],
+                json.loads(r[3]) if r[3] else {},
+                r[4],
+                datetime.fromisoformat(r[5]) if r[5] else None,
+                *r[6:],
+            )
+            for r in rows
+        ]
+
+    async def read(self, tenant_id: str) -> list[_ConfigRow]:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._read, tenant_id
+            )
+        except sqlite3.OperationalError:
+            raise _unavailable() from None
+
+    def close(self) -> None:
+        def close_conn() -> None:
+            if self._conn is not None:
+                self._conn.close()
+
+        self._executor.submit(close_conn)
+        self._executor.shutdown(wait=True)
+
+
+class _ConfigRow(NamedTuple):
+    version: int
+    mode: str
+    strategy: str
+    overrides: dict
+    cost_limit_usd: float | None
+    update_time: datetime | None
+    provider: str | None
+    api_key_ciphertext: bytes | None
+    api_key_preview: str | None
+    default_model: str | None
+    endpoint: str | None
+    deployment_name: str | None
+    api_version: str | None
 
 
 CHANGES_CHANNEL = "liya_config_changed"
