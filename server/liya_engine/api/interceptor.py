@@ -142,7 +142,6 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(self, method: str, behavior, deserialize):
         async def wrapped(raw: bytes, context: grpc.aio.ServicerContext):
-            _cancel_with_call(context)
             async with self._scope(method, context):
                 return await behavior(_decode(deserialize, raw), context)
             raise AssertionError("unreachable: a failed call is aborted")
@@ -170,18 +169,6 @@ def _decode(deserialize, raw: bytes):
             "the request body is not a valid protobuf message for this method",
             [errors.FieldViolation("request", "could not be parsed")],
         ) from None
-
-
-def _cancel_with_call(context: grpc.aio.ServicerContext) -> None:
-    """Cancel this handler's task when the caller cancels the RPC, so that the
-    provider request it awaits is closed instead of running to its end."""
-    task = asyncio.current_task()
-
-    def on_done(ctx: grpc.aio.ServicerContext) -> None:
-        if ctx.cancelled() and task is not None and not task.done():
-            task.cancel()
-
-    context.add_done_callback(on_done)
 
 
 def _is_abort(exc: BaseException) -> bool:
