@@ -151,3 +151,54 @@ async def test_other_replicas_drop_their_cached_copy_at_once(servers, postgres_u
     r = await b.inference.Complete(hello(), metadata=auth("t"))
     assert r.usage.model == "gpt-4o-mini"
     assert fake.last_request.api_key == "sk-" + "2" * 40
+
+
+async def test_two_server_processes_on_one_postgres_database(tmp_path, postgres_url, fake):
+    """The deployment shape: separate OS processes, one database."""
+    from helpers import served_process, stubs_for
+
+    keys = master_key_line("proc-1")
+    env = dict(
+        LIYA_DATABASE_URL=postgres_url,
+        LIYA_MASTER_KEYS=keys,
+        LIYA_OPENAI_BASE_URL=fake.openai_base_url,
+        LIYA_CONFIG_CACHE_TTL_SECONDS="600",
+    )
+    async with (
+        served_process(tmp_path, **env) as (_, port_a, log_a),
+        served_process(tmp_path, **env) as (_, port_b, log_b),
+    ):
+        a, b = stubs_for(port_a), stubs_for(port_b)
+        first = await a.config.UpdateConfig(openai_update("sk-" + "1" * 40), metadata=auth("t"))
+        r = await b.inference.Complete(hello(), metadata=auth("t"))  # B caches it
+        assert r.usage.model == "gpt-4o" and fake.last_request.api_key == "sk-" + "1" * 40
+
+        results = await asyncio.gather(
+            a.config.UpdateConfig(
+                openai_update("sk-" + "2" * 40, "gpt-4o-mini", etag=first.config.etag),
+                metadata=auth("t"),
+            ),
+            b.config.UpdateConfig(
+                openai_update("sk-" + "3" * 40, "o3-mini", etag=first.config.etag),
+                metadata=auth("t"),
+            ),
+            return_exceptions=True,
+        )
+        wins = [x for x in results if not isinstance(x, Exception)]
+        assert len(wins) == 1
+        assert (
+            details_of(next(x for x in results if isinstance(x, Exception))).reason
+            == "ETAG_MISMATCH"
+        )
+        winner = wins[0].config.openai.default_model
+        for stubs in (a, b):  # both processes serve the winner, without waiting for the TTL
+            for _ in range(50):
+                r = await stubs.inference.Complete(hello(), metadata=auth("t"))
+                if r.usage.model == winner:
+                    break
+                await asyncio.sleep(0.02)
+            assert r.usage.model == winner
+        await a.channel.close()
+        await b.channel.close()
+    for log in (log_a, log_b):
+        assert "Traceback" not in log.read_text()
