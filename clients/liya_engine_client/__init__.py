@@ -10,6 +10,7 @@
 ``LiyaError`` (one per error reason of the API), never a raw gRPC error.
 """
 
+from liya_engine_client import errors as _errors
 from liya_engine_client._common import (
     DEFAULT_TIMEOUT,
     KEEPALIVE_TIME_MS,
@@ -20,63 +21,17 @@ from liya_engine_client._common import (
     channel_options,
 )
 from liya_engine_client.client import AsyncLiyaClient, LiyaClient
-from liya_engine_client.errors import (
-    ByokAuthFailed,
-    ByokEndpointUnreachable,
-    ByokModelNotFound,
-    ByokNotConfigured,
-    ByokQuotaExceeded,
-    CostLimitExceeded,
-    DeadlineExceeded,
-    EtagMismatch,
-    FieldViolation,
-    Internal,
-    InvalidArgument,
-    InvalidConfig,
-    InvalidRequest,
-    InvalidToken,
-    KeyDecryptionFailed,
-    LiyaError,
-    ProviderError,
-    ProviderRejectedRequest,
-    ProviderUnavailable,
-    QuotaViolation,
-    StorageUnavailable,
-    Unavailable,
-    error_from_rpc,
-)
+from liya_engine_client.errors import *  # noqa: F403 - every error class is public API
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "KEEPALIVE_TIME_MS",
     "SERVICE_CONFIG",
     "AsyncLiyaClient",
-    "ByokAuthFailed",
-    "ByokEndpointUnreachable",
-    "ByokModelNotFound",
-    "ByokNotConfigured",
-    "ByokQuotaExceeded",
-    "CostLimitExceeded",
-    "DeadlineExceeded",
-    "EtagMismatch",
-    "FieldViolation",
-    "Internal",
-    "InvalidArgument",
-    "InvalidConfig",
-    "InvalidRequest",
-    "InvalidToken",
-    "KeyDecryptionFailed",
     "LiyaClient",
-    "LiyaError",
     "MessageLike",
-    "ProviderError",
-    "ProviderRejectedRequest",
-    "ProviderUnavailable",
-    "QuotaViolation",
-    "StorageUnavailable",
     "TokenProvider",
-    "Unavailable",
     "UpdateBody",
     "channel_options",
-    "error_from_rpc",
+    *_errors.__all__,
 ]

@@ -86,10 +86,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         max_entries=settings.config_cache_size,
         ttl_seconds=settings.config_cache_ttl_seconds,
     )
-    try:
-        adapters = build_adapters(settings)
-    except ImportError:  # adapters not there yet in this build
-        adapters = {}
+    adapters = build_adapters()
     inference = InferenceService(tenants, adapters, catalog, settings, metrics)
     return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
 

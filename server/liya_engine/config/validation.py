@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from liya_engine.config.model import MODE_BYOK, MODES, STRATEGIES, TenantConfig
 from liya_engine.errors import FieldViolation
 from liya_engine.routing.catalog import Catalog
+from liya_engine.routing.router import provider_for_model
 from liya_engine.secret import Secret
 
 KEY_MIN, KEY_MAX = 6, 512
@@ -243,8 +244,6 @@ def check_complete(config: TenantConfig) -> list[FieldViolation]:
 
 def warnings_for(config: TenantConfig, catalog: Catalog) -> list[str]:
     """Accepted but probably not what the tenant wants."""
-    from liya_engine.routing.router import provider_for_model
-
     out: list[str] = []
     if config.mode == MODE_BYOK and not config.configured_providers():
         out.append(

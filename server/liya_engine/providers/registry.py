@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+from liya_engine.providers.anthropic_adapter import AnthropicAdapter
+from liya_engine.providers.azure_adapter import AzureOpenAIAdapter
 from liya_engine.providers.base import ProviderAdapter
-from liya_engine.settings import Settings
+from liya_engine.providers.openai_adapter import OpenAIAdapter
 
 
-def build_adapters(settings: Settings) -> dict[str, ProviderAdapter]:
-    """One adapter per provider; base URLs travel in ``Credentials``."""
-    from liya_engine.providers.anthropic_adapter import AnthropicAdapter
-    from liya_engine.providers.azure_adapter import AzureOpenAIAdapter
-    from liya_engine.providers.openai_adapter import OpenAIAdapter
-
-    del settings
+def build_adapters() -> dict[str, ProviderAdapter]:
+    """One adapter per provider; base URLs and keys travel in ``Credentials``."""
     return {
         "openai": OpenAIAdapter(),
         "anthropic": AnthropicAdapter(),

@@ -6,19 +6,16 @@ SDK rejects plain httpx clients), so the shared pool is an
 ``httpx2.AsyncClient``. It never follows redirects: an endpoint that redirects
 must not get the chance to forward the key elsewhere.
 
-SDK clients are cached per (base URL, API version, key fingerprint) in a
-bounded LRU. The fingerprint is an HMAC-SHA256 of the key under a random
-per-process salt, so the cache's keys say nothing about the API keys even if
-the structure is printed. Evicted SDK clients are simply dropped: closing one
-would close the shared pool.
+SDK clients are cached per ``Credentials`` (provider, base URL, API version,
+key) in a bounded LRU. The key is a ``Secret``, so the cache shows no key even
+if the structure is printed, and its hash is the string's own cached hash (no
+per-call digest). Evicted SDK clients are simply dropped: closing one would
+close the shared pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -38,22 +35,11 @@ from liya_engine.providers.base import (
     StreamEvent,
 )
 from liya_engine.providers.classify import IncompleteAnswer, classify_error
-from liya_engine.secret import Secret
 
 ClientT = TypeVar("ClientT")
 
 DEFAULT_MAX_CLIENTS = 1024
 DEFAULT_CONNECT_TIMEOUT = 10.0
-
-_FINGERPRINT_SALT = secrets.token_bytes(32)
-
-
-def key_fingerprint(key: Secret) -> str:
-    """HMAC-SHA256 of the key under this process's random salt (hex).
-
-    Stable within the process, useless outside it: safe as a cache key.
-    """
-    return hmac.new(_FINGERPRINT_SALT, key.reveal().encode(), hashlib.sha256).hexdigest()
 
 
 def new_http_client(
@@ -62,7 +48,6 @@ def new_http_client(
     max_keepalive_connections: int = 200,
     keepalive_expiry: float = 30.0,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    client_class: type[httpx2.AsyncClient] = httpx2.AsyncClient,
 ) -> httpx2.AsyncClient:
     """The connection pool one adapter shares between all its SDK clients.
 
@@ -71,7 +56,7 @@ def new_http_client(
     about a fifth less CPU per call, but reports refused connections and cut
     answers as TLS failures and timeouts, so the error mapping would lie.)
     """
-    return client_class(
+    return httpx2.AsyncClient(
         timeout=httpx2.Timeout(60.0, connect=connect_timeout),
         limits=httpx2.Limits(
             max_connections=max_connections,
@@ -83,24 +68,23 @@ def new_http_client(
 
 
 class ClientCache(Generic[ClientT]):
-    """Bounded LRU of SDK clients keyed by (base_url, api_version, key fingerprint)."""
+    """Bounded LRU of SDK clients keyed by their ``Credentials``."""
 
     def __init__(self, factory: Callable[[Credentials], ClientT], max_size: int) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self._factory = factory
         self._max_size = max_size
-        self._clients: OrderedDict[tuple[str, str, str], ClientT] = OrderedDict()
+        self._clients: OrderedDict[Credentials, ClientT] = OrderedDict()
 
     def get(self, creds: Credentials) -> ClientT:
         """The cached client for these credentials, creating it on a miss."""
-        key = (creds.base_url, creds.api_version or "", key_fingerprint(creds.api_key))
-        client = self._clients.get(key)
+        client = self._clients.get(creds)
         if client is not None:
-            self._clients.move_to_end(key)
+            self._clients.move_to_end(creds)
             return client
         client = self._factory(creds)
-        self._clients[key] = client
+        self._clients[creds] = client
         while len(self._clients) > self._max_size:
             self._clients.popitem(last=False)
         return client
@@ -151,8 +135,6 @@ class PooledAdapter(Generic[ClientT]):
     """
 
     name: ProviderName
-    #: The SDK's own httpx2-compatible client class for the shared pool.
-    _http_client_class: type[httpx2.AsyncClient] = httpx2.AsyncClient
 
     def __init__(
         self,
@@ -162,9 +144,7 @@ class PooledAdapter(Generic[ClientT]):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self._owns_http_client = http_client is None
-        self._http = http_client or new_http_client(
-            connect_timeout=connect_timeout, client_class=self._http_client_class
-        )
+        self._http = http_client or new_http_client(connect_timeout=connect_timeout)
         if self._http.follow_redirects:
             raise ValueError("the shared http client must not follow redirects")
         self._connect_timeout = connect_timeout

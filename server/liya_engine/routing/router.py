@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from liya_engine.config.model import MODE_BYOK, PROVIDER_ORDER, TenantConfig
 from liya_engine.routing.catalog import Catalog, ModelInfo
@@ -43,13 +42,6 @@ def provider_for_model(model: str, available: Sequence[str]) -> str | None:
         if provider in available:
             return provider
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    provider: str
-    model: str
-    chosen_by: str  # "override" | strategy name | "default"
 
 
 def choose_model(

@@ -409,13 +409,6 @@ class TenantConfigRepository:
         rows = (await self._s.execute(query, {"tenant_id": tenant_id})).all()
         return _config_from_rows(tenant_id, rows)
 
-    async def version_of(self, tenant_id: str) -> int | None:
-        return (
-            await self._s.execute(
-                select(TenantConfigRow.version).where(TenantConfigRow.tenant_id == tenant_id)
-            )
-        ).scalar_one_or_none()
-
     async def save(
         self, config: TenantConfig, *, previous: TenantConfig, key_ids: dict[str, str]
     ) -> None:
