@@ -410,3 +410,46 @@ async def test_concurrent_writers_with_one_etag_one_wins(db):
     assert (
         got.provider("openai").default_model == winners[0].config.provider("openai").default_model
     )
+
+
+# -- the SQLite read path ----------------------------------------------------------
+
+
+async def test_sqlite_read_waits_out_a_lock_instead_of_failing(tmp_path):
+    """A cache-miss read first tries without waiting; while another connection
+    holds the database locked it must wait for the lock, not report an outage."""
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "locked.db"
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    await database.migrate()
+    try:
+        stored = config(openai=StoredProvider(blob("k1"), "sk-...abcd"))
+        await save(database, stored)
+        await database.engine.dispose()
+        # In WAL mode readers never wait; a rollback journal lets a writer
+        # lock them out, which is the case to test.
+        raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        assert raw.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+        raw.execute("BEGIN EXCLUSIVE")
+        raw.execute("UPDATE tenant_configs SET strategy = 'latency-optimised'")
+
+        def release_later() -> None:
+            time.sleep(0.3)
+            raw.execute("COMMIT")
+            raw.close()
+
+        thread = threading.Thread(target=release_later)
+        started = time.monotonic()
+        thread.start()
+        try:
+            got = await asyncio.wait_for(database.read_config("acme"), 10)
+        finally:
+            thread.join()
+        assert time.monotonic() - started >= 0.25  # it did wait for the lock
+        assert got is not None and got.model.strategy == "latency-optimised"
+        assert await database.read_config("acme") == got  # and reads inline again
+    finally:
+        await database.dispose()

@@ -19,9 +19,9 @@ from liya.engine.v1 import (
     inference_service_pb2,
     inference_service_pb2_grpc,
 )
+from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
-from liya_engine.api.interceptor import CallInterceptor
 from liya_engine.bootstrap import build_cipher
 from liya_engine.config.service import ConfigService
 from liya_engine.crypto.cipher import KeyCipher
@@ -86,7 +86,11 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         max_entries=settings.config_cache_size,
         ttl_seconds=settings.config_cache_ttl_seconds,
     )
-    adapters = build_adapters()
+    adapters = build_adapters(
+        azure_public_peers_only=not (
+            settings.allow_insecure_endpoints or settings.azure_allow_private_addresses
+        )
+    )
     inference = InferenceService(tenants, adapters, catalog, settings, metrics)
     return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
 
@@ -176,7 +180,6 @@ async def start_server(
     """Build services (unless given) and start serving on ``settings.listen_address``."""
     services = services or await build_services(settings, migrate=migrate)
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(services.verifier, services.metrics)],
         options=[
             ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
@@ -189,11 +192,16 @@ async def start_server(
             ("grpc.max_connection_age_grace_ms", 30_000),
         ],
     )
-    config_service_pb2_grpc.add_ConfigServiceServicer_to_server(
-        ConfigServicer(services.configs, services.inference, services.tenants), server
+    guard = CallGuard(services.verifier, services.metrics)
+    guard.register(
+        config_service_pb2_grpc.add_ConfigServiceServicer_to_server,
+        ConfigServicer(services.configs, services.inference, services.tenants),
+        server,
     )
-    inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(
-        InferenceServicer(services.inference), server
+    guard.register(
+        inference_service_pb2_grpc.add_InferenceServiceServicer_to_server,
+        InferenceServicer(services.inference),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

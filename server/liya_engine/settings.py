@@ -75,6 +75,7 @@ class Settings:
     anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
     allow_insecure_endpoints: bool = False
     azure_endpoint_allowlist: tuple[str, ...] = ()
+    azure_allow_private_addresses: bool = False
     managed: ManagedCredentials = field(default_factory=ManagedCredentials)
     metrics_address: str | None = None
     log_format: str = "text"
@@ -174,6 +175,7 @@ class Settings:
             anthropic_base_url=get("LIYA_ANTHROPIC_BASE_URL") or DEFAULT_ANTHROPIC_BASE_URL,
             allow_insecure_endpoints=_bool(env, "LIYA_ALLOW_INSECURE_ENDPOINTS"),
             azure_endpoint_allowlist=_split(get("LIYA_AZURE_ENDPOINT_ALLOWLIST") or ""),
+            azure_allow_private_addresses=_bool(env, "LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES"),
             managed=managed,
             metrics_address=get("LIYA_METRICS_ADDRESS"),
             log_format=log_format,

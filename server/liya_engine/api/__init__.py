@@ -1,1 +1,1 @@
-"""The gRPC layer: servicers, the interceptor, and the error mapping."""
+"""The gRPC layer: servicers, the per-call guard, and the error mapping."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from liya.engine.v1 import config_service_pb2 as pb
 from liya.engine.v1 import config_service_pb2_grpc as pb_grpc
 from liya_engine.api import convert
-from liya_engine.api.interceptor import current_call
+from liya_engine.api.calls import current_call
 from liya_engine.config.service import ConfigService
 from liya_engine.inference.service import InferenceService
 from liya_engine.inference.tenants import TenantCache

@@ -2,9 +2,11 @@
 
 The tenant's endpoint is ``creds.base_url``, its API version
 ``creds.api_version``, and the deployment is ``request.model``. Endpoint
-validation (https, Azure hosts or an allowlist, no private addresses) happens
-when the config is saved; here the shared pool refuses to follow redirects, and
-the SDK strips the ``api-key`` header from any redirected request as well.
+validation (https, Azure hosts or an allowlist, no IP literals) happens when
+the config is saved and again before each call; here the shared pool refuses
+to follow redirects (the SDK strips the ``api-key`` header from a redirected
+request as well) and, built with ``public_peers_only``, refuses to connect to
+a name that resolves to private or reserved addresses.
 """
 
 from __future__ import annotations

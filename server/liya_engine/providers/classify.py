@@ -52,6 +52,7 @@ from liya_engine.errors import (
     ProviderUnavailable,
     ProviderUnreachable,
 )
+from liya_engine.providers.transport import ForbiddenAddress
 from liya_engine.redact import REDACTED, scrub
 from liya_engine.secret import Secret
 
@@ -362,7 +363,13 @@ class _Context:
                 "retry the call.",
             )
         where = f" at {self.host()}" if self.host() else ""
-        if any(isinstance(e, ssl.SSLError) for e in chain) or (
+        if any(isinstance(e, ForbiddenAddress) for e in chain):
+            reason = (
+                "its host name resolves only to private or reserved addresses, which this "
+                "service does not connect to (an operator can allow them for Azure Private "
+                "Link with LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES)"
+            )
+        elif any(isinstance(e, ssl.SSLError) for e in chain) or (
             any(isinstance(e, httpx2.ConnectError) for e in chain) and _TLS_HINTS.search(text)
         ):
             reason = "the TLS handshake failed"

@@ -1,0 +1,283 @@
+"""The HTTP transport under both SDKs: httpx2's transport interface on aiohttp.
+
+The SDKs talk to an ``httpx2.AsyncClient``; what moves the bytes is its
+transport. httpx2's own (httpcore2, h11 and anyio) measured about a third more
+CPU per call than aiohttp's client, and the SDK call is most of this service's
+cost per completion, so the shared pool uses this transport.
+
+The SDKs ship an aiohttp transport of their own, but it maps failures loosely
+(a refused connection becomes a connect timeout, a server that closed the
+connection becomes one too, and aiohttp's messages carry ``ssl:default``, which
+reads as a TLS failure), so the error mapping built on it would tell callers the
+wrong thing to fix. Here every aiohttp failure becomes the httpx2 exception with
+the same meaning, chained to the OS error behind it:
+
+    refused, reset, unreachable network   ConnectError (cause: the OSError)
+    name does not resolve                  ConnectError (cause: socket.gaierror)
+    TLS handshake or certificate           ConnectError (cause: ssl.SSLError)
+    peer address not allowed               ConnectError (cause: ForbiddenAddress)
+    connect took too long                  ConnectTimeout
+    no byte within the read timeout        ReadTimeout
+    closed before any answer               RemoteProtocolError
+    closed in the middle of the body       RemoteProtocolError ("... complete message body")
+    malformed HTTP                         RemoteProtocolError
+    not an http(s) URL                     UnsupportedProtocol
+
+Waiting for a free pooled connection has no timeout of its own: the adapter's
+budget for the whole call bounds it.
+
+The resolver is also where peer addresses are checked: with
+``public_peers_only`` a host name that resolves only to private, loopback,
+link-local or otherwise non-public addresses is refused before any connection
+is made, so a tenant's endpoint cannot point its key (or the service) at the
+internal network by DNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+import httpx2
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+__all__ = ["AiohttpTransport", "ForbiddenAddress", "PublicPeersResolver"]
+
+
+class ForbiddenAddress(OSError):
+    """A host name resolved only to addresses this service must not connect to."""
+
+
+def is_public_address(address: str) -> bool:
+    """Whether ``address`` is a globally routable unicast IP address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class PublicPeersResolver(AbstractResolver):
+    """Resolves through aiohttp's default resolver, keeping public addresses only.
+
+    Raises ``ForbiddenAddress`` when a name has addresses but none is public;
+    a name that has some public addresses connects to those alone.
+    """
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        public = [r for r in found if is_public_address(r["host"])]
+        if found and not public:
+            raise ForbiddenAddress(
+                f"{host} resolves only to private or reserved addresses, "
+                "which this service does not connect to"
+            )
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _translate(exc: BaseException) -> httpx2.TransportError | None:
+    """The httpx2 exception meaning the same as this aiohttp failure (None: not ours)."""
+    # Order matters: aiohttp's classes nest (a DNS error is a connector error is
+    # an OS error), and the most specific meaning wins.
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, ForbiddenAddress):
+        return httpx2.ConnectError(str(exc.os_error))
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return httpx2.ConnectError(f"TLS certificate verification failed: {exc.certificate_error}")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return httpx2.ConnectError(f"TLS handshake failed: {exc.os_error}")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return httpx2.ConnectError(f"name resolution failed: {exc.os_error}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx2.ConnectError(str(exc.os_error))
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx2.ConnectTimeout("timed out while connecting")
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return httpx2.ReadTimeout("timed out while reading the answer")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx2.RemoteProtocolError("Server disconnected without sending a response.")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx2.RemoteProtocolError(
+            f"peer closed connection without sending complete message body ({exc})"
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Raised while the answer is parsed: not valid HTTP.
+        return httpx2.RemoteProtocolError(f"malformed HTTP answer: {exc.message}")
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return httpx2.UnsupportedProtocol(f"not an http(s) URL: {exc}")
+    if isinstance(exc, aiohttp.ClientOSError):
+        return httpx2.ReadError(str(exc))
+    if isinstance(exc, aiohttp.ClientError):
+        return httpx2.NetworkError(str(exc) or type(exc).__name__)
+    return None
+
+
+def _refuse_reserved_literal(host: str) -> None:
+    # aiohttp does not ask the resolver about IP literals, so they are checked here.
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return  # a name: the resolver checks what it resolves to
+    if not is_public_address(host.strip("[]")):
+        forbidden = ForbiddenAddress(f"{host} is a private or reserved address")
+        raise httpx2.ConnectError(str(forbidden)) from forbidden
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    # The OS or TLS error behind an aiohttp failure, so callers can test for it
+    # (ssl.SSLError, socket.gaierror, ForbiddenAddress) without aiohttp's own
+    # message, which names ssl settings even for plain refused connections.
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return exc.certificate_error
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return exc.os_error
+    return None
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        translated = _translate(exc)
+        if translated is None:
+            raise
+        raise translated from _cause(exc)
+
+
+class _ResponseBody(httpx2.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped():
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        response = self._response
+        if response.content.at_eof():
+            response.release()  # back to the pool
+        else:
+            # Closed before the end (a cancelled call, a stream given up): the
+            # connection is mid-answer and cannot be reused.
+            response.close()
+
+
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """``httpx2.AsyncBaseTransport`` over one ``aiohttp.ClientSession``.
+
+    The session is created on first use, inside the running event loop. An
+    egress proxy comes from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``NO_PROXY``), read when the transport is built, as httpx2's transport does.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 200,
+        keepalive_expiry: float = 30.0,
+        public_peers_only: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._public_peers_only = public_peers_only
+        self._ssl = ssl_context or httpx2.create_ssl_context()
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies = {
+            scheme: url
+            for scheme, url in urllib.request.getproxies().items()
+            if scheme in ("http", "https")
+        }
+
+    @property
+    def public_peers_only(self) -> bool:
+        """Whether connections to non-public addresses are refused."""
+        return self._public_peers_only
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            keepalive_timeout=self._keepalive_expiry,
+            ssl=self._ssl,
+            resolver=PublicPeersResolver() if self._public_peers_only else None,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            # Cookies set by a provider for one tenant must not travel with
+            # another tenant's calls on the shared pool.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # Proxies are read once in __init__; aiohttp's trust_env would look
+            # them (and ~/.netrc) up again in a thread on every request.
+            trust_env=False,
+            auto_decompress=False,  # httpx2 decodes by Content-Encoding itself
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._public_peers_only:
+            _refuse_reserved_literal(request.url.host)
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = self._new_session()
+        limits: dict[str, Any] = request.extensions.get("timeout") or {}
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=limits.get("connect"),
+            sock_read=limits.get("read"),
+        )
+        try:
+            body = request.content
+        except httpx2.RequestNotRead:
+            body = await request.aread()
+        with _mapped():
+            response = await session.request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=body or None,
+                allow_redirects=False,
+                compress=None,
+                timeout=timeout,
+                server_hostname=request.extensions.get("sni_hostname"),
+                proxy=self._proxy_for(request.url) if self._proxies else None,
+            )
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode("ascii", "replace")
+        return httpx2.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_ResponseBody(response),
+            request=request,
+            extensions=extensions,
+        )
+
+    def _proxy_for(self, url: httpx2.URL) -> str | None:
+        if urllib.request.proxy_bypass(url.host):
+            return None
+        return self._proxies.get(url.scheme)
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+            # Let the connector's transports finish closing before the loop moves on.
+            await asyncio.sleep(0)
