@@ -14,8 +14,10 @@ Scenarios, run interleaved in rounds (every scenario at every concurrency in eac
 round, in a rotated order) so that drift on a shared machine hits all alike:
 
     B0      grpc.health.v1.Health/Check on the service: the gRPC floor
-    B1      the official OpenAI SDK (one reused AsyncOpenAI, max_retries=0)
-            straight at the fake: the SDK + HTTP floor
+    B1      the official OpenAI SDK (one reused AsyncOpenAI, max_retries=0,
+            its default HTTP client) straight at the fake: the SDK + HTTP
+            floor of a caller using the SDK directly (``--b1-aiohttp``: on the
+            SDK's aiohttp client, the transport the service itself uses)
     G       InferenceService/Complete through the service, warm tenant
     G-cold  Complete, each call from a tenant never seen before
     R       ConfigService/GetMaskedConfig, warm tenant
@@ -168,7 +170,12 @@ class LoadClient:
             trust_env=False,
         )
         self._openai = openai.AsyncOpenAI(
-            api_key=cfg["warm_key"], base_url=cfg["fake_url"] + "/v1", max_retries=0
+            api_key=cfg["warm_key"],
+            base_url=cfg["fake_url"] + "/v1",
+            max_retries=0,
+            # The service sends through aiohttp; --b1-aiohttp gives the direct
+            # call the same transport (the SDK's own aiohttp client).
+            **({"http_client": openai.DefaultAioHttpClient()} if cfg["b1_aiohttp"] else {}),
         )
         self._sdk_messages = messages
         self._complete_req = inference_service_pb2.CompleteRequest(
@@ -638,6 +645,7 @@ class Bench:
             "fake_url": self.fake_url,
             "jwt_secret": self.jwt_secret,
             "warm_key": self.warm_key,
+            "b1_aiohttp": self.args.b1_aiohttp,
         }
         for _ in range(self.args.clients):
             parent, child = ctx.Pipe()
@@ -1304,6 +1312,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--workers", type=int, default=1, help="serve --workers N (default 1)")
     p.add_argument(
+        "--b1-aiohttp",
+        action="store_true",
+        help="B1 on the SDK's aiohttp client instead of its default (httpx2) one",
+    )
+    p.add_argument(
         "--server-env",
         action="append",
         default=[],
@@ -1559,6 +1572,7 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
             "tenants": args.tenants,
             "rss_tenants": args.rss_tenants,
             "server_workers": args.workers,
+            "b1_transport": "aiohttp" if args.b1_aiohttp else "httpx2 (SDK default)",
             "client_processes": args.clients,
             "channels_per_client": args.channels,
             "database": "postgresql" if args.postgres else "sqlite",

@@ -66,7 +66,8 @@ class TenantCache:
     ) -> None:
         self._configs = configs
         self._cipher = cipher
-        self._metrics = metrics
+        self._hits = metrics.config_cache.labels("hit")
+        self._misses = metrics.config_cache.labels("miss")
         self._max = max_entries
         self._ttl = ttl_seconds
         self._entries: OrderedDict[str, tuple[float, ResolvedTenant]] = OrderedDict()
@@ -91,9 +92,9 @@ class TenantCache:
         hit = self._entries.get(tenant_id)
         if hit is not None and now - hit[0] < self._ttl:
             self._entries.move_to_end(tenant_id)
-            self._metrics.config_cache.labels("hit").inc()
+            self._hits.inc()
             return hit[1]
-        self._metrics.config_cache.labels("miss").inc()
+        self._misses.inc()
         generation = self._generation
         resolved = ResolvedTenant(await self._configs.get(tenant_id), self._cipher)
         if self._max > 0 and generation == self._generation:
