@@ -96,7 +96,7 @@ class CallGuard:
             )
         raise TypeError(f"{method}: only unary requests are served")
 
-    def _begin(self, context: grpc.aio.ServicerContext) -> str:
+    def _begin(self, context: grpc.aio.ServicerContext) -> None:
         """Set the request id and identity for this call; raise InvalidToken."""
         metadata = dict(context.invocation_metadata() or ())
         supplied = metadata.get("x-request-id", "")
@@ -112,7 +112,6 @@ class CallGuard:
         identity = self._verifier.verify(auth if isinstance(auth, str) else None)
         tenant_var.set(identity.tenant_id)
         _call_var.set(CallContext(identity, request_id))
-        return request_id
 
     async def _fail(
         self, context: grpc.aio.ServicerContext, exc: BaseException, method: str, started: float

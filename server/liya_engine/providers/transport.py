@@ -130,11 +130,12 @@ def _translate(exc: BaseException) -> httpx2.TransportError | None:
 
 def _refuse_reserved_literal(host: str) -> None:
     # aiohttp does not ask the resolver about IP literals, so they are checked here.
+    literal = host.strip("[]")
     try:
-        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        ipaddress.ip_address(literal.split("%", 1)[0])
     except ValueError:
         return  # a name: the resolver checks what it resolves to
-    if not is_public_address(host.strip("[]")):
+    if not is_public_address(literal):
         forbidden = ForbiddenAddress(f"{host} is a private or reserved address")
         raise httpx2.ConnectError(str(forbidden)) from forbidden
 

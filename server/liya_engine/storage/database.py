@@ -232,21 +232,19 @@ class _SqliteReader:
             for r in rows
         ]
 
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self._path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+
     def _read_now(self, tenant_id: str) -> list[_ConfigRow]:
         if self._inline is None:
-            self._inline = sqlite3.connect(
-                self._path, timeout=0, isolation_level=None, check_same_thread=False
-            )
+            self._inline = self._connect(0)
         return self._rows(self._inline, tenant_id)
 
     def _read_waiting(self, tenant_id: str) -> list[_ConfigRow]:
         if self._waiting is None:
-            self._waiting = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
+            self._waiting = self._connect(self._busy_timeout)
         return self._rows(self._waiting, tenant_id)
 
     async def read(self, tenant_id: str) -> list[_ConfigRow]:
