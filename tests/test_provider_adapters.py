@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 import httpx2
@@ -48,7 +50,7 @@ from liya_engine.providers.base import (
 )
 from liya_engine.providers.classify import classify_error, parse_retry_after
 from liya_engine.providers.openai_adapter import OpenAIAdapter
-from liya_engine.providers.sdk_clients import PooledAdapter
+from liya_engine.providers.sdk_clients import NO_TENANT_KEY, PooledAdapter
 from liya_engine.secret import Secret
 
 # Distinctive canary keys: no 6-character run of them may ever show up in an error.
@@ -539,34 +541,95 @@ async def test_closing_the_stream_early_closes_upstream(fake, adapters, provider
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-async def test_sdk_clients_are_reused_per_key(fake, adapters, provider):
+async def test_sdk_clients_are_shared_per_endpoint_and_hold_no_key(fake, adapters, provider):
     adapter = adapters[provider]
     first = adapter.client_for(creds_for(fake, provider))
-    again = adapter.client_for(creds_for(fake, provider))  # a new Secret, same value
     other_key = adapter.client_for(creds_for(fake, provider, key=KEYS[provider][::-1]))
     other_url = adapter.client_for(creds_for(fake, provider, base_url="http://127.0.0.2:1"))
-    assert first is again
-    assert other_key is not first
+    assert other_key is first
     assert other_url is not first
-    for client in (first, other_key, other_url):
+    if provider == "azure":
+        assert adapter.client_for(creds_for(fake, provider, api_version="2025-01-01")) is not first
+    for client in (first, other_url):
         assert client._client is adapter.http_client
         assert client.max_retries == 0
+        assert client.api_key == NO_TENANT_KEY
+        # Nothing of any tenant's key is kept on a shared client.
+        held = repr(vars(client))
+        assert KEYS[provider][-12:] not in held
+        assert KEYS[provider][::-1][-12:] not in held
     assert adapter.http_client.follow_redirects is False
-    # The cache is keyed by a fingerprint, never by the key itself.
-    cache_keys = repr(list(adapter._clients._clients))
-    assert KEYS[provider] not in cache_keys
-    assert KEYS[provider][-6:] not in cache_keys
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_each_call_carries_its_own_tenants_key(fake, adapters, provider):
+    # Many tenants at once through one shared SDK client, plain and streamed:
+    # every request reaches the provider with its own key and nothing else.
+    keys = [f"{KEYS[provider][:-8]}{i:08d}" for i in range(12)]
+
+    async def one(key: str, streamed: bool) -> None:
+        creds = creds_for(fake, provider, key=key)
+        request = make_request(provider, text=f"{USER_TEXT} [{key[-8:]}]")
+        if streamed:
+            async for _event in adapters[provider].stream(creds, request):
+                pass
+        else:
+            await adapters[provider].complete(creds, request)
+
+    await asyncio.gather(*(one(key, i % 2 == 1) for i, key in enumerate(keys)))
+
+    seen = fake.requests_for(provider)
+    assert len(seen) == len(keys)
+    for record in seen:
+        text = json.dumps(record.body)
+        key = next(k for k in keys if f"[{k[-8:]}]" in text)
+        assert record.api_key == key
+        values = " ".join(record.headers.values())
+        assert NO_TENANT_KEY not in values
+        assert [k for k in keys if k in values] == [key]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_the_key_travels_in_the_header_the_sdk_itself_uses(fake, adapters, provider):
+    key = KEYS[provider]
+    http = adapters[provider].http_client
+    if provider == "anthropic":
+        plain: Any = anthropic.AsyncAnthropic(
+            api_key=key, base_url=fake.anthropic_base_url, http_client=http
+        )
+        await plain.messages.create(
+            model=MODELS[provider], max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+    else:
+        if provider == "azure":
+            plain = openai.AsyncAzureOpenAI(
+                api_key=key,
+                azure_endpoint=fake.azure_endpoint,
+                api_version=AZURE_VERSION,
+                http_client=http,
+            )
+        else:
+            plain = openai.AsyncOpenAI(api_key=key, base_url=fake.openai_base_url, http_client=http)
+        await plain.chat.completions.create(
+            model=MODELS[provider], max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+    sdk_headers = {n.lower() for n, v in fake.last_request.headers.items() if key in v}
+
+    await adapters[provider].complete(creds_for(fake, provider), make_request(provider))
+    ours = {n.lower() for n, v in fake.last_request.headers.items() if key in v}
+    assert ours == sdk_headers
+    assert len(ours) == 1
 
 
 async def test_client_cache_is_bounded(fake):
-    adapter = OpenAIAdapter(max_clients=2)
+    adapter = AzureOpenAIAdapter(max_clients=2)
     try:
-        keys = [f"sk-proj-bounded-{i}-aaaaaaaaaaaaaaaa" for i in range(3)]
-        first = adapter.client_for(creds_for(fake, "openai", key=keys[0]))
-        adapter.client_for(creds_for(fake, "openai", key=keys[1]))
-        adapter.client_for(creds_for(fake, "openai", key=keys[2]))
+        hosts = [f"http://127.0.0.{i}:1" for i in (2, 3, 4)]
+        first = adapter.client_for(creds_for(fake, "azure", base_url=hosts[0]))
+        adapter.client_for(creds_for(fake, "azure", base_url=hosts[1]))
+        adapter.client_for(creds_for(fake, "azure", base_url=hosts[2]))
         assert len(adapter._clients) == 2
-        assert adapter.client_for(creds_for(fake, "openai", key=keys[0])) is not first
+        assert adapter.client_for(creds_for(fake, "azure", base_url=hosts[0])) is not first
     finally:
         await adapter.aclose()
     assert adapter.http_client.is_closed

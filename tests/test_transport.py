@@ -270,11 +270,12 @@ async def test_new_sdk_clients_reuse_the_platform_an_earlier_one_found():
             fresh = adapter.client_for(first)
             assert fresh._platform is None  # the SDK would look it up in a thread
             await adapter.complete(first, request())
-            other = Credentials(
+            other = Credentials(  # another endpoint, so another SDK client
                 provider="openai",
                 api_key=Secret("sk-other-" + "x" * 40),
-                base_url=fake.openai_base_url,
+                base_url=fake.openai_base_url.replace("127.0.0.1", "localhost"),
             )
+            assert adapter.client_for(other) is not fresh
             assert adapter.client_for(other)._platform == fresh._platform
             assert fresh._platform is not None
         finally:

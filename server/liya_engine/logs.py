@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 
 from liya_engine.redact import scrub
 
@@ -36,6 +37,29 @@ class ContextAndRedactionFilter(logging.Filter):
             record.exc_text = scrub("".join(logging.Formatter().formatException(record.exc_info)))
             record.exc_info = None
             record.exc_type_name = type(exc).__name__
+        return True
+
+
+CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
+
+
+class CredentialHeaderFilter(logging.Filter):
+    """Masks credential headers in a record whose argument holds ``headers``.
+
+    For the Anthropic SDK's logger: at DEBUG it logs each request's options,
+    including the per-request headers that carry the tenant's key. Set on the
+    logger itself, it acts before any handler (a test's capture included)
+    sees the record. The OpenAI SDK installs the same kind of filter itself.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, Mapping) and isinstance(args.get("headers"), Mapping):
+            headers = {
+                name: "<masked>" if str(name).lower() in CREDENTIAL_HEADERS else value
+                for name, value in args["headers"].items()
+            }
+            record.args = {**args, "headers": headers}
         return True
 
 

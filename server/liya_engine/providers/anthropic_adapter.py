@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anthropic
 import httpx2
 
+from liya_engine.logs import CredentialHeaderFilter
 from liya_engine.providers.base import Credentials, ProviderRequest, ProviderResult
 from liya_engine.providers.classify import MalformedAnswer
-from liya_engine.providers.sdk_clients import PooledAdapter, StreamState
+from liya_engine.providers.sdk_clients import NO_TENANT_KEY, PooledAdapter, StreamState
 
 _FINISH_REASONS = {
     "end_turn": "stop",
@@ -20,6 +22,10 @@ _FINISH_REASONS = {
     "model_context_window_exceeded": "length",
     "refusal": "content_filter",
 }
+
+
+# The key travels in each request's headers, which this logger prints at DEBUG.
+logging.getLogger(anthropic._base_client.__name__).addFilter(CredentialHeaderFilter())
 
 
 def normalise_anthropic_finish(reason: str | None) -> str:
@@ -56,20 +62,26 @@ class AnthropicAdapter(PooledAdapter[anthropic.AsyncAnthropic]):
     name = "anthropic"
 
     def _new_client(
-        self, creds: Credentials, http_client: httpx2.AsyncClient
+        self, base_url: str, api_version: str | None, http_client: httpx2.AsyncClient
     ) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(
-            api_key=creds.api_key.reveal(),
-            base_url=creds.base_url,
+            api_key=NO_TENANT_KEY,
+            base_url=base_url,
             max_retries=0,
             http_client=http_client,
         )
+
+    def key_headers(self, creds: Credentials) -> dict[str, str]:
+        # The SDK sends an API key as a bearer token.
+        return {"Authorization": f"Bearer {creds.api_key.reveal()}"}
 
     async def _create(
         self, client: anthropic.AsyncAnthropic, creds: Credentials, request: ProviderRequest
     ) -> Any:
         return await client.messages.create(
-            **anthropic_params(request), timeout=self._sdk_timeout(request)
+            **anthropic_params(request),
+            timeout=self._sdk_timeout(request),
+            extra_headers=self.key_headers(creds),
         )
 
     def _to_result(self, raw: Any, request: ProviderRequest) -> ProviderResult:
@@ -91,7 +103,10 @@ class AnthropicAdapter(PooledAdapter[anthropic.AsyncAnthropic]):
         self, client: anthropic.AsyncAnthropic, creds: Credentials, request: ProviderRequest
     ) -> Any:
         return await client.messages.create(
-            **anthropic_params(request), stream=True, timeout=self._sdk_timeout(request)
+            **anthropic_params(request),
+            stream=True,
+            timeout=self._sdk_timeout(request),
+            extra_headers=self.key_headers(creds),
         )
 
     def _on_event(self, state: StreamState, event: Any) -> str:

@@ -19,6 +19,7 @@ import openai
 
 from liya_engine.providers.base import Credentials, ProviderRequest
 from liya_engine.providers.openai_adapter import OpenAIAdapter, _forget_ambient_account
+from liya_engine.providers.sdk_clients import NO_TENANT_KEY
 
 # API versions from which Azure accepts stream usage and max_completion_tokens.
 _STREAM_USAGE_SINCE = "2024-08-01"
@@ -44,19 +45,22 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     name = "azure"
 
     def _new_client(
-        self, creds: Credentials, http_client: httpx2.AsyncClient
+        self, base_url: str, api_version: str | None, http_client: httpx2.AsyncClient
     ) -> openai.AsyncOpenAI:
-        if not creds.api_version:
+        if not api_version:
             raise ValueError("Azure credentials need an api_version")
         client = openai.AsyncAzureOpenAI(
-            api_key=creds.api_key.reveal(),
-            azure_endpoint=creds.base_url,
-            api_version=creds.api_version,
+            api_key=NO_TENANT_KEY,
+            azure_endpoint=base_url,
+            api_version=api_version,
             max_retries=0,
             http_client=http_client,
         )
         _forget_ambient_account(client)
         return client
+
+    def key_headers(self, creds: Credentials) -> dict[str, str]:
+        return {"api-key": creds.api_key.reveal()}
 
     def _token_limit(self, creds: Credentials, request: ProviderRequest) -> dict[str, int]:
         if _version_at_least(creds.api_version, _MAX_COMPLETION_TOKENS_SINCE):

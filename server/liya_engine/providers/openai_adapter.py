@@ -10,7 +10,7 @@ import openai
 
 from liya_engine.providers.base import Credentials, ProviderRequest, ProviderResult
 from liya_engine.providers.classify import MalformedAnswer
-from liya_engine.providers.sdk_clients import PooledAdapter, StreamState
+from liya_engine.providers.sdk_clients import NO_TENANT_KEY, PooledAdapter, StreamState
 
 _FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 
@@ -39,16 +39,19 @@ class OpenAIAdapter(PooledAdapter[openai.AsyncOpenAI]):
     name = "openai"
 
     def _new_client(
-        self, creds: Credentials, http_client: httpx2.AsyncClient
+        self, base_url: str, api_version: str | None, http_client: httpx2.AsyncClient
     ) -> openai.AsyncOpenAI:
         client = openai.AsyncOpenAI(
-            api_key=creds.api_key.reveal(),
-            base_url=creds.base_url,
+            api_key=NO_TENANT_KEY,
+            base_url=base_url,
             max_retries=0,
             http_client=http_client,
         )
         _forget_ambient_account(client)
         return client
+
+    def key_headers(self, creds: Credentials) -> dict[str, str]:
+        return {"Authorization": f"Bearer {creds.api_key.reveal()}"}
 
     def _token_limit(self, creds: Credentials, request: ProviderRequest) -> dict[str, int]:
         # max_tokens is refused by reasoning models; max_completion_tokens is
@@ -63,6 +66,7 @@ class OpenAIAdapter(PooledAdapter[openai.AsyncOpenAI]):
             "model": request.model,
             "messages": chat_messages(request),
             "timeout": self._sdk_timeout(request),
+            "extra_headers": self.key_headers(creds),
             **self._token_limit(creds, request),
         }
         if request.temperature is not None:
@@ -77,12 +81,12 @@ class OpenAIAdapter(PooledAdapter[openai.AsyncOpenAI]):
         # without its typed request transform and response models, which cost
         # about a third of the SDK's CPU per call on this path.
         params = self._params(creds, request)
-        timeout = params.pop("timeout")
+        options = {"timeout": params.pop("timeout"), "headers": params.pop("extra_headers")}
         response = await client.post(
             "/chat/completions",
             body=params,
             cast_to=httpx2.Response,
-            options={"timeout": timeout},
+            options=options,
         )
         try:
             return json.loads(response.content)

@@ -6,11 +6,15 @@ SDK rejects plain httpx clients), so the shared pool is an
 ``httpx2.AsyncClient``. It never follows redirects: an endpoint that redirects
 must not get the chance to forward the key elsewhere.
 
-SDK clients are cached per ``Credentials`` (provider, base URL, API version,
-key) in a bounded LRU. The key is a ``Secret``, so the cache shows no key even
-if the structure is printed, and its hash is the string's own cached hash (no
-per-call digest). Evicted SDK clients are simply dropped: closing one would
-close the shared pool.
+An SDK client holds no tenant's key. Clients are shared per endpoint (base
+URL and API version) in a bounded LRU, and each request carries its tenant's
+key in the header the SDK itself would use (``key_headers``), which wins over
+the client's own. The client is built with ``NO_TENANT_KEY``, a placeholder
+that no provider accepts, so a request that somehow lost its header fails
+authentication instead of travelling with another tenant's key. Sharing saves
+building an SDK client (and the garbage it leaves) on every new tenant's first
+call. Evicted clients are simply dropped: closing one would close the shared
+pool.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ from liya_engine.providers.classify import IncompleteAnswer, classify_error
 from liya_engine.providers.transport import AiohttpTransport
 
 ClientT = TypeVar("ClientT")
+
+# Where an SDK client sends: (base URL, API version).
+Endpoint = tuple[str, str | None]
+
+# Stands in for the key on shared clients; see the module docstring.
+NO_TENANT_KEY = "liya-engine-no-tenant-key"
 
 DEFAULT_MAX_CLIENTS = 1024
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -74,23 +84,23 @@ def new_http_client(
 
 
 class ClientCache(Generic[ClientT]):
-    """Bounded LRU of SDK clients keyed by their ``Credentials``."""
+    """Bounded LRU of SDK clients keyed by their ``Endpoint``."""
 
-    def __init__(self, factory: Callable[[Credentials], ClientT], max_size: int) -> None:
+    def __init__(self, factory: Callable[[Endpoint], ClientT], max_size: int) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self._factory = factory
         self._max_size = max_size
-        self._clients: OrderedDict[Credentials, ClientT] = OrderedDict()
+        self._clients: OrderedDict[Endpoint, ClientT] = OrderedDict()
 
-    def get(self, creds: Credentials) -> ClientT:
-        """The cached client for these credentials, creating it on a miss."""
-        client = self._clients.get(creds)
+    def get(self, endpoint: Endpoint) -> ClientT:
+        """The cached client for this endpoint, creating it on a miss."""
+        client = self._clients.get(endpoint)
         if client is not None:
-            self._clients.move_to_end(creds)
+            self._clients.move_to_end(endpoint)
             return client
-        client = self._factory(creds)
-        self._clients[creds] = client
+        client = self._factory(endpoint)
+        self._clients[endpoint] = client
         while len(self._clients) > self._max_size:
             self._clients.popitem(last=False)
         return client
@@ -131,8 +141,9 @@ def estimate_text_tokens(chars: int) -> int:
 class PooledAdapter(Generic[ClientT]):
     """Base of the SDK adapters: implements ``ProviderAdapter`` on a few hooks.
 
-    Subclasses set ``name`` and implement ``_new_client``, ``_create``,
-    ``_to_result``, ``_open_stream`` and ``_on_event``.
+    Subclasses set ``name`` and implement ``_new_client``, ``key_headers``,
+    ``_create``, ``_to_result``, ``_open_stream`` and ``_on_event``; ``_create``
+    and ``_open_stream`` send ``key_headers(creds)`` with their request.
 
     ``public_peers_only`` (for an owned pool) refuses connections to private,
     loopback and other non-public addresses, whatever DNS says.
@@ -169,10 +180,14 @@ class PooledAdapter(Generic[ClientT]):
         return self._http
 
     def client_for(self, creds: Credentials) -> ClientT:
-        """The (cached) SDK client for these credentials."""
+        """The (shared) SDK client for the endpoint of these credentials."""
         if creds.provider != self.name:
             raise ValueError(f"{self.name} adapter given {creds.provider} credentials")
-        return self._clients.get(creds)
+        return self._clients.get((creds.base_url, creds.api_version))
+
+    def key_headers(self, creds: Credentials) -> dict[str, str]:
+        """The header carrying the tenant's key, as the SDK would send it."""
+        raise NotImplementedError
 
     async def complete(self, creds: Credentials, request: ProviderRequest) -> ProviderResult:
         """Run one completion; raise a ``ProviderError`` subclass on failure."""
@@ -246,12 +261,12 @@ class PooledAdapter(Generic[ClientT]):
 
     # ------------------------------------------------------------------ hooks
 
-    def _build_client(self, creds: Credentials) -> ClientT:
-        client = self._new_client(creds, self._http)
+    def _build_client(self, endpoint: Endpoint) -> ClientT:
+        client = self._new_client(*endpoint, self._http)
         # Each new SDK client looks the platform up (for its X-Stainless-*
-        # headers) in a worker thread on its first call, a thread hop on every
-        # first call of a tenant; the answer never changes, so new clients are
-        # given the one an earlier client found.
+        # headers) in a worker thread on its first call, a thread hop on the
+        # first call to every Azure endpoint; the answer never changes, so new
+        # clients are given the one an earlier client found.
         if self._sdk_platform is not None and getattr(client, "_platform", False) is None:
             client._platform = self._sdk_platform  # type: ignore[attr-defined]
         return client
@@ -259,7 +274,10 @@ class PooledAdapter(Generic[ClientT]):
     def _remember_platform(self, client: ClientT) -> None:
         self._sdk_platform = getattr(client, "_platform", None)
 
-    def _new_client(self, creds: Credentials, http_client: httpx2.AsyncClient) -> ClientT:
+    def _new_client(
+        self, base_url: str, api_version: str | None, http_client: httpx2.AsyncClient
+    ) -> ClientT:
+        """A new SDK client for this endpoint, holding ``NO_TENANT_KEY`` as its key."""
         raise NotImplementedError
 
     async def _create(self, client: ClientT, creds: Credentials, request: ProviderRequest) -> Any:
