@@ -1,13 +1,19 @@
 """Fixtures: a real grpc.aio server on a free loopback port, real stubs, a real
-SQLite file (or PostgreSQL), and the fake provider server."""
+SQLite file (or PostgreSQL), and the fake provider server.
+
+Async tests run on uvloop, the server's default loop; the transport and adapter
+tests run on the standard asyncio loop as well (``LIYA_EVENT_LOOP=asyncio``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import uvloop
 
 from helpers import Stubs, stubs_for, test_env
 from liya_engine.app import RunningServer, start_server
@@ -17,6 +23,16 @@ from liya_engine.settings import Settings
 POSTGRES_URL = os.environ.get(
     "LIYA_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
+
+
+ON_BOTH_LOOPS = frozenset({"test_transport", "test_provider_adapters"})
+
+
+def pytest_asyncio_loop_factories(config, item):
+    loops = {"uvloop": uvloop.new_event_loop}
+    if item.module.__name__ in ON_BOTH_LOOPS:
+        loops["asyncio"] = asyncio.new_event_loop
+    return loops
 
 
 @pytest.fixture

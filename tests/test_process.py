@@ -60,10 +60,29 @@ def test_bad_setting_is_named(tmp_path):
     assert "LIYA_MASTER_KEYS" in proc.stderr and "base64" in proc.stderr
 
 
-async def test_sigterm_drains_in_flight_calls_and_reports_not_serving(tmp_path, fake):
+def test_an_unknown_event_loop_is_refused(tmp_path):
+    env = _env(tmp_path, LIYA_EVENT_LOOP="trio")
+    proc = subprocess.run(
+        [BIN / "liya-engine", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "LIYA_EVENT_LOOP must be uvloop or asyncio" in proc.stderr
+
+
+@pytest.mark.parametrize("event_loop", ["", "uvloop", "asyncio"])
+async def test_sigterm_drains_in_flight_calls_and_reports_not_serving(tmp_path, fake, event_loop):
     async with served_process(
-        tmp_path, LIYA_OPENAI_BASE_URL=fake.openai_base_url, LIYA_SHUTDOWN_GRACE_SECONDS="10"
-    ) as (proc, port, _):
+        tmp_path,
+        LIYA_OPENAI_BASE_URL=fake.openai_base_url,
+        LIYA_SHUTDOWN_GRACE_SECONDS="10",
+        LIYA_EVENT_LOOP=event_loop,
+    ) as (proc, port, log):
+        assert f"(event loop: {event_loop or 'uvloop'})" in log.read_text()
         s = stubs_for(port)
         await s.config.UpdateConfig(byok_openai("sk-" + "a" * 40), metadata=auth("t1"))
         fake.fail("openai", "slow", delay=1.5)

@@ -227,7 +227,9 @@ async def start_server(
         services.metrics.serve(address)
         log.info("metrics on http://%s/metrics", address)
     host = settings.listen_address.rpartition(":")[0]
-    log.info("serving liya.engine.v1 on %s:%d", host, port)
+    loop_module = type(asyncio.get_running_loop()).__module__
+    loop = "uvloop" if loop_module.startswith("uvloop") else "asyncio"
+    log.info("serving liya.engine.v1 on %s:%d (event loop: %s)", host, port, loop)
     return running
 
 

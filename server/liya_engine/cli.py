@@ -78,9 +78,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from liya_engine.workers import serve_workers
 
         return serve_workers(settings)
+    from liya_engine import loops
     from liya_engine.app import serve_forever
 
-    asyncio.run(serve_forever(settings))
+    loops.run(serve_forever(settings), settings.event_loop)
     return 0
 
 

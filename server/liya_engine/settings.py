@@ -21,6 +21,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///liya-engine.db"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 MASTER_KEY_BYTES = 32
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 class SettingsError(ValueError):
@@ -89,6 +90,7 @@ class Settings:
     config_cache_ttl_seconds: float = 2.0
     catalog_file: str | None = None
     workers: int = 1
+    event_loop: str = "uvloop"
 
     @property
     def primary_master_key(self) -> MasterKey:
@@ -160,6 +162,9 @@ class Settings:
         log_format = get("LIYA_LOG_FORMAT") or "text"
         if log_format not in ("text", "json"):
             raise SettingsError("LIYA_LOG_FORMAT must be text or json")
+        event_loop = (get("LIYA_EVENT_LOOP") or "uvloop").lower()
+        if event_loop not in EVENT_LOOPS:
+            raise SettingsError("LIYA_EVENT_LOOP must be uvloop or asyncio")
 
         return cls(
             listen_address=get("LIYA_LISTEN_ADDRESS") or DEFAULT_LISTEN_ADDRESS,
@@ -193,6 +198,7 @@ class Settings:
             config_cache_ttl_seconds=_float(env, "LIYA_CONFIG_CACHE_TTL_SECONDS", 2.0, minimum=0),
             catalog_file=get("LIYA_CATALOG_FILE"),
             workers=int(_float(env, "LIYA_WORKERS", 1, minimum=1)),
+            event_loop=event_loop,
         )
 
 

@@ -18,11 +18,15 @@ log = logging.getLogger("liya_engine.workers")
 
 
 def _worker(settings: Settings, index: int) -> None:
+    from liya_engine import loops
     from liya_engine.app import serve_forever
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        asyncio.run(serve_forever(settings, reuse_port=True, migrate=False, worker_index=index))
+        loops.run(
+            serve_forever(settings, reuse_port=True, migrate=False, worker_index=index),
+            settings.event_loop,
+        )
     except BaseException:
         log.exception("worker %d failed", os.getpid())
         os._exit(1)
