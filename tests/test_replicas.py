@@ -14,6 +14,7 @@ from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya_engine.config.rewrap import rewrap_all
 from liya_engine.settings import Settings
+from liya_engine.storage.database import ChangeListener
 
 TTL = 0.5
 
@@ -151,6 +152,56 @@ async def test_other_replicas_drop_their_cached_copy_at_once(servers, postgres_u
     r = await b.inference.Complete(hello(), metadata=auth("t"))
     assert r.usage.model == "gpt-4o-mini"
     assert fake.last_request.api_key == "sk-" + "2" * 40
+
+
+async def test_a_replica_that_loses_its_listening_connection_catches_up(
+    servers, postgres_url, fake, monkeypatch
+):
+    """A dropped LISTEN connection (a PostgreSQL restart, a failover) neither
+    leaves the replica serving a stale config until the TTL nor stops later
+    changes from arriving: it drops its cache and listens again."""
+    import asyncpg
+
+    monkeypatch.setattr(ChangeListener, "RETRY_SECONDS", 0.1)
+    servers.base_env.update(LIYA_DATABASE_URL=postgres_url, LIYA_CONFIG_CACHE_TTL_SECONDS="600")
+    _, a = await servers.start()
+    replica_b, b = await servers.start()
+    await a.config.UpdateConfig(openai_update("sk-" + "1" * 40), metadata=auth("t"))
+
+    async def model_on_b() -> str:
+        masked = await b.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=auth("t"))
+        return masked.config.openai.default_model
+
+    async def b_serves(model: str) -> bool:
+        for _ in range(100):
+            if await model_on_b() == model:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    assert await model_on_b() == "gpt-4o"  # cached on B from now on
+    lost = replica_b._listener._conn
+    admin = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", lost.get_server_pid())
+    finally:
+        await admin.close()
+    # Changed while B may not be listening: its NOTIFY can be lost.
+    await a.config.UpdateConfig(openai_update("sk-" + "2" * 40, "gpt-4o-mini"), metadata=auth("t"))
+    assert await b_serves("gpt-4o-mini")
+
+    for _ in range(100):
+        current = replica_b._listener._conn
+        if current is not lost and current is not None and not current.is_closed():
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the replica did not listen again")
+    await a.config.UpdateConfig(openai_update("sk-" + "3" * 40, "gpt-4-turbo"), metadata=auth("t"))
+    assert await b_serves("gpt-4-turbo")
+    r = await b.inference.Complete(hello(), metadata=auth("t"))
+    assert fake.last_request.api_key == "sk-" + "3" * 40
+    assert r.usage.model == "gpt-4-turbo"
 
 
 async def test_two_server_processes_on_one_postgres_database(tmp_path, postgres_url, fake):
