@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import subprocess
 from pathlib import Path
@@ -23,6 +24,7 @@ from helpers import (
     stubs_for,
 )
 from liya.engine.v1 import config_service_pb2 as cpb
+from liya_engine.app import GC_THRESHOLDS, settle_heap
 from liya_engine.fakes.providers import bind_refused_port
 
 
@@ -173,3 +175,19 @@ async def test_liveness_stays_serving_while_the_database_is_down(servers, postgr
         await s.config.GetMaskedConfig(cpb.GetMaskedConfigRequest(), metadata=auth("t"))
     d = details_of(err.value)
     assert (d.code, d.reason) == (grpc.StatusCode.UNAVAILABLE, "STORAGE_UNAVAILABLE")
+
+
+def test_settle_heap_keeps_start_up_objects_out_of_later_collections():
+    before = gc.get_threshold()
+    try:
+        frozen = settle_heap()
+        assert frozen == gc.get_freeze_count() > 10_000  # modules, classes, functions
+        assert gc.get_threshold() == GC_THRESHOLDS
+        # What is allocated afterwards is still collected, cycles included.
+        cycle: list[object] = []
+        cycle.append(cycle)
+        del cycle
+        assert gc.collect() >= 1
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ SERVICE_NAMES = (
     inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
 )
 LIVENESS_SERVICE = "liveness"  # health name that stays SERVING while the process runs
+# Young collections every 10,000 net allocations instead of 700, and a full one
+# only after 100 middle ones (and, as always, once the old generation has grown
+# by a quarter). See settle_heap.
+GC_THRESHOLDS = (10_000, 20, 100)
 
 
 @dataclass
@@ -233,6 +238,24 @@ async def start_server(
     return running
 
 
+def settle_heap() -> int:
+    """Freeze what start-up allocated and make full collections rare; return
+    how many objects were frozen.
+
+    A full collection scans every tracked object and stops the process while
+    it does: with the start-up heap (modules, classes, the catalog: about
+    300,000 objects) and a few thousand cached tenants it took 0.2 s, a pause
+    every caller in flight waits through. Frozen objects are never scanned
+    again (they live as long as the process anyway), and with the thresholds
+    above no full collection ran during a whole benchmark run. Reference
+    counting still frees everything that is not in a cycle at once.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    return gc.get_freeze_count()
+
+
 async def serve_forever(
     settings: Settings, *, reuse_port: bool = False, migrate: bool = True, worker_index: int = 0
 ) -> None:
@@ -240,6 +263,7 @@ async def serve_forever(
     running = await start_server(
         settings, reuse_port=reuse_port, migrate=migrate, worker_index=worker_index
     )
+    log.debug("froze %d start-up objects for the garbage collector", settle_heap())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
