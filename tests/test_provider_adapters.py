@@ -621,6 +621,27 @@ async def test_the_key_travels_in_the_header_the_sdk_itself_uses(fake, adapters,
     assert len(ours) == 1
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_headers_from_the_sdks_environment_never_reach_a_provider(
+    fake, provider, monkeypatch
+):
+    # Both SDKs add *_CUSTOM_HEADERS from the environment to every request; in
+    # this process that would send the platform's headers with tenants' calls.
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "X-Platform-Secret: from-openai-env")
+    monkeypatch.setenv("ANTHROPIC_CUSTOM_HEADERS", "X-Platform-Secret: from-anthropic-env")
+    adapter = {"openai": OpenAIAdapter, "anthropic": AnthropicAdapter, "azure": AzureOpenAIAdapter}
+    fresh = adapter[provider]()
+    try:
+        await fresh.complete(creds_for(fake, provider), make_request(provider))
+        async for _event in fresh.stream(creds_for(fake, provider), make_request(provider)):
+            pass
+    finally:
+        await fresh.aclose()
+    for record in fake.requests_for(provider):
+        assert record.api_key == KEYS[provider]
+        assert "x-platform-secret" not in {name.lower() for name in record.headers}
+
+
 async def test_client_cache_is_bounded(fake):
     adapter = AzureOpenAIAdapter(max_clients=2)
     try:

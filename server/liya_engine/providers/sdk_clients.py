@@ -263,6 +263,10 @@ class PooledAdapter(Generic[ClientT]):
 
     def _build_client(self, endpoint: Endpoint) -> ClientT:
         client = self._new_client(*endpoint, self._http)
+        # Both SDKs add the headers in OPENAI_/ANTHROPIC_CUSTOM_HEADERS from the
+        # environment to every request; the platform's environment must not
+        # travel with tenants' calls. The service passes no headers of its own.
+        client._custom_headers = {}  # type: ignore[attr-defined]
         # Each new SDK client looks the platform up (for its X-Stainless-*
         # headers) in a worker thread on its first call, a thread hop on the
         # first call to every Azure endpoint; the answer never changes, so new
