@@ -11,7 +11,8 @@ Everything runs on this machine and talks over 127.0.0.1 only:
   generate the load, so the client is not one saturated core.
 
 Scenarios, run interleaved in rounds (every scenario at every concurrency in each
-round, in a rotated order) so that drift on a shared machine hits all alike:
+round, in an order that changes from round to round, each target's pair side by
+side) so that drift on a shared machine hits all alike:
 
     B0      grpc.health.v1.Health/Check on the service: the gRPC floor
     B1      the official OpenAI SDK (one reused AsyncOpenAI, max_retries=0,
@@ -66,6 +67,8 @@ RESULTS_DIR = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 
 SCENARIOS = ("B0", "B1", "G", "G-cold", "R")
+# Scenarios a target compares run next to each other in every round.
+ADJACENT = (("B0", "R"), ("B1", "G", "G-cold"))
 CONCURRENCY = (1, 16, 64)
 WARM_TENANT = "bench-warm"
 MODEL = "gpt-4o-mini"
@@ -936,6 +939,16 @@ async def drop_pg_database(url: str, name: str) -> None:
 # ---------------------------------------------------------------------------
 
 
+def block_order(round_index: int) -> list[str]:
+    """The scenarios of one round: groups of ``ADJACENT`` stay together, and
+    both the order of the groups and the order within them flip from round to
+    round, so a steady drift favours no scenario of a compared pair."""
+    groups = [list(group) for group in ADJACENT]
+    if round_index % 2:
+        groups = [group[::-1] for group in reversed(groups)]
+    return [scenario for group in groups for scenario in group]
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values (NaN when empty)."""
     if not sorted_values:
@@ -1475,7 +1488,6 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
 
     # 6. The interleaved rounds.
     blocks: list[Block] = []
-    order = list(SCENARIOS)
     cold_blocks_left = args.rounds * len(CONCURRENCY)
     # Cold tenants kept back for a G-cold profile after the rounds.
     profiled = args.profile.split(",") if args.profile else []
@@ -1485,9 +1497,8 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     total = args.rounds * len(CONCURRENCY) * len(SCENARIOS)
     log(f"{total} blocks of {args.warm}+{args.window}s in {args.rounds} round(s)")
     for r in range(args.rounds):
-        rotated = order[r % len(order) :] + order[: r % len(order)]
         for c in CONCURRENCY:
-            for scenario in rotated:
+            for scenario in block_order(r):
                 budget = 0
                 if scenario == "G-cold":
                     budget = (args.tenants - reserve - bench.tenant_cursor) // cold_blocks_left

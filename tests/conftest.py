@@ -2,7 +2,8 @@
 SQLite file (or PostgreSQL), and the fake provider server.
 
 Async tests run on uvloop, the server's default loop; the transport and adapter
-tests run on the standard asyncio loop as well (``LIYA_EVENT_LOOP=asyncio``).
+tests run on the standard asyncio loop as well (what ``LIYA_EVENT_LOOP=asyncio``
+serves on).
 """
 
 from __future__ import annotations

@@ -84,7 +84,9 @@ async def test_sigterm_drains_in_flight_calls_and_reports_not_serving(tmp_path, 
         LIYA_SHUTDOWN_GRACE_SECONDS="10",
         LIYA_EVENT_LOOP=event_loop,
     ) as (proc, port, log):
-        assert f"(event loop: {event_loop or 'uvloop'})" in log.read_text()
+        started = log.read_text()
+        assert f"(event loop: {event_loop or 'uvloop'})" in started
+        assert "garbage collector: froze" in started
         s = stubs_for(port)
         await s.config.UpdateConfig(byok_openai("sk-" + "a" * 40), metadata=auth("t1"))
         fake.fail("openai", "slow", delay=1.5)

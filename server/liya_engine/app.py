@@ -263,11 +263,11 @@ async def serve_forever(
     running = await start_server(
         settings, reuse_port=reuse_port, migrate=migrate, worker_index=worker_index
     )
-    log.debug("froze %d start-up objects for the garbage collector", settle_heap())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    log.info("garbage collector: froze %d start-up objects", settle_heap())
     await stop.wait()
     log.info(
         "shutting down: draining in-flight calls (up to %.0fs)", settings.shutdown_grace_seconds

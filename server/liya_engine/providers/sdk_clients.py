@@ -14,7 +14,9 @@ that no provider accepts, so a request that somehow lost its header fails
 authentication instead of travelling with another tenant's key. Sharing saves
 building an SDK client (and the garbage it leaves) on every new tenant's first
 call. Evicted clients are simply dropped: closing one would close the shared
-pool.
+pool. Never derive a client with the SDKs' ``with_options``/``copy``: they
+build a new client from the environment again, which brings back what
+``_build_client`` removes.
 """
 
 from __future__ import annotations
