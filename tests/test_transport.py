@@ -1,4 +1,5 @@
-"""The HTTP transport under the SDKs (aiohttp behind httpx2's interface): each
+"""The HTTP transport under the SDKs (aiohttp behind httpx2's interface): TLS
+works and an untrusted certificate says so, each
 failure keeps its meaning, the Azure pool connects only to public addresses,
 egress proxies from the environment are used, cookies never cross tenants, and
 new SDK clients skip the platform lookup an earlier one did."""
@@ -7,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import socket
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -42,6 +47,61 @@ async def http_server(handler) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files in ``folder``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@contextlib.asynccontextmanager
+async def https_server(handler, cert_file: Path, key_file: Path) -> AsyncIterator[str]:
+    """Like ``http_server``, over TLS with the given certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
 @contextlib.asynccontextmanager
 async def raw_server(answer: bytes) -> AsyncIterator[str]:
     """A TCP server that reads a request, writes ``answer`` and hangs up."""
@@ -59,6 +119,36 @@ async def raw_server(answer: bytes) -> AsyncIterator[str]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_tls_to_a_trusted_server_carries_the_answer(tmp_path):
+    # Providers are reached over TLS; this runs on uvloop and on asyncio.
+    cert_file, key_file = self_signed_certificate(tmp_path)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"scheme": request.scheme, "body": await request.text()})
+
+    trusted = ssl.create_default_context(cafile=str(cert_file))
+    async with https_server(ok, cert_file, key_file) as url:
+        transport = AiohttpTransport(ssl_context=trusted)
+        async with httpx2.AsyncClient(transport=transport) as http:
+            reply = await http.post(f"{url}/v1/chat/completions", content=b"hello")
+    assert reply.status_code == 200
+    assert reply.json() == {"scheme": "https", "body": "hello"}
+
+
+async def test_an_untrusted_certificate_is_a_connect_error_saying_so(tmp_path):
+    cert_file, key_file = self_signed_certificate(tmp_path)
+
+    async def ok(_request: web.Request) -> web.Response:
+        return web.Response(text="must not be read")
+
+    async with https_server(ok, cert_file, key_file) as url:
+        async with httpx2.AsyncClient(transport=AiohttpTransport()) as http:
+            with pytest.raises(httpx2.ConnectError) as caught:
+                await http.get(f"{url}/")
+    assert "certificate verification failed" in str(caught.value)
+    assert isinstance(caught.value.__cause__, ssl.SSLError)
 
 
 def refused_url() -> str:
