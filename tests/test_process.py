@@ -32,9 +32,9 @@ def _env(tmp_path, **extra) -> dict[str, str]:
     return process_env(f"sqlite+aiosqlite:///{tmp_path / 'srv.db'}", **extra)
 
 
-def test_refuses_to_start_without_a_master_key(tmp_path):
-    env = _env(tmp_path, LIYA_MASTER_KEYS="", LIYA_LISTEN_ADDRESS=f"127.0.0.1:{free_port()}")
-    proc = subprocess.run(
+def _serve_refused(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``liya-engine serve`` with settings it should refuse: it exits by itself."""
+    return subprocess.run(
         [BIN / "liya-engine", "serve"],
         env=env,
         capture_output=True,
@@ -42,6 +42,11 @@ def test_refuses_to_start_without_a_master_key(tmp_path):
         timeout=60,
         check=False,
     )
+
+
+def test_refuses_to_start_without_a_master_key(tmp_path):
+    env = _env(tmp_path, LIYA_MASTER_KEYS="", LIYA_LISTEN_ADDRESS=f"127.0.0.1:{free_port()}")
+    proc = _serve_refused(env)
     assert proc.returncode == 2
     assert "no master key" in proc.stderr
     assert "LIYA_MASTER_KEYS" in proc.stderr
@@ -49,29 +54,13 @@ def test_refuses_to_start_without_a_master_key(tmp_path):
 
 
 def test_bad_setting_is_named(tmp_path):
-    env = _env(tmp_path, LIYA_MASTER_KEYS="k1:not-base64!")
-    proc = subprocess.run(
-        [BIN / "liya-engine", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = _serve_refused(_env(tmp_path, LIYA_MASTER_KEYS="k1:not-base64!"))
     assert proc.returncode == 2
     assert "LIYA_MASTER_KEYS" in proc.stderr and "base64" in proc.stderr
 
 
 def test_an_unknown_event_loop_is_refused(tmp_path):
-    env = _env(tmp_path, LIYA_EVENT_LOOP="trio")
-    proc = subprocess.run(
-        [BIN / "liya-engine", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = _serve_refused(_env(tmp_path, LIYA_EVENT_LOOP="trio"))
     assert proc.returncode == 2
     assert "LIYA_EVENT_LOOP must be uvloop or asyncio" in proc.stderr
 

@@ -658,20 +658,17 @@ async def test_the_key_travels_in_the_header_the_sdk_itself_uses(fake, adapters,
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_headers_from_the_sdks_environment_never_reach_a_provider(
-    fake, provider, monkeypatch
+    fake, adapters, provider, monkeypatch
 ):
     # Both SDKs add *_CUSTOM_HEADERS from the environment to every request; in
     # this process that would send the platform's headers with tenants' calls.
     monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "X-Platform-Secret: from-openai-env")
     monkeypatch.setenv("ANTHROPIC_CUSTOM_HEADERS", "X-Platform-Secret: from-anthropic-env")
-    adapter = {"openai": OpenAIAdapter, "anthropic": AnthropicAdapter, "azure": AzureOpenAIAdapter}
-    fresh = adapter[provider]()
-    try:
-        await fresh.complete(creds_for(fake, provider), make_request(provider))
-        async for _event in fresh.stream(creds_for(fake, provider), make_request(provider)):
-            pass
-    finally:
-        await fresh.aclose()
+    # (The adapters build their SDK clients on first use, so after this point.)
+    adapter = adapters[provider]
+    await adapter.complete(creds_for(fake, provider), make_request(provider))
+    async for _event in adapter.stream(creds_for(fake, provider), make_request(provider)):
+        pass
     for record in fake.requests_for(provider):
         assert record.api_key == KEYS[provider]
         assert "x-platform-secret" not in {name.lower() for name in record.headers}

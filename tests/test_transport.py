@@ -32,17 +32,18 @@ AZURE_KEY = "3f9c2d1e8b7a4c6d9e0f1a2b3c4d5e6f"
 
 
 @contextlib.asynccontextmanager
-async def http_server(handler) -> AsyncIterator[str]:
-    """A one-route aiohttp server on a free loopback port; yields its base URL."""
+async def http_server(handler, ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """A one-route aiohttp server on a free loopback port (over TLS with
+    ``ssl_context``); yields its base URL."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 
@@ -84,22 +85,11 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-@contextlib.asynccontextmanager
-async def https_server(handler, cert_file: Path, key_file: Path) -> AsyncIterator[str]:
-    """Like ``http_server``, over TLS with the given certificate."""
+def https_server(handler, cert_file: Path, key_file: Path):
+    """``http_server`` over TLS with the given certificate."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"https://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return http_server(handler, context)
 
 
 @contextlib.asynccontextmanager

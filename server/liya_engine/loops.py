@@ -16,12 +16,10 @@ T = TypeVar("T")
 
 
 def run(main: Coroutine[Any, Any, T], kind: str) -> T:
-    """Run ``main`` to completion on a new loop of ``kind`` (uvloop or asyncio)."""
+    """Run ``main`` to completion on a new loop of ``kind``: "uvloop", or the
+    standard loop for anything else (``Settings`` accepts only the two)."""
     if kind == "uvloop":
         import uvloop
 
         return uvloop.run(main)
-    if kind == "asyncio":
-        return asyncio.run(main)
-    main.close()
-    raise ValueError(f"unknown event loop {kind!r}")
+    return asyncio.run(main)

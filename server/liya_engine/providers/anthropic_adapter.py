@@ -71,10 +71,6 @@ class AnthropicAdapter(PooledAdapter[anthropic.AsyncAnthropic]):
             http_client=http_client,
         )
 
-    def key_headers(self, creds: Credentials) -> dict[str, str]:
-        # The SDK sends an API key as a bearer token.
-        return {"Authorization": f"Bearer {creds.api_key.reveal()}"}
-
     async def _create(
         self, client: anthropic.AsyncAnthropic, creds: Credentials, request: ProviderRequest
     ) -> Any:

@@ -50,9 +50,6 @@ class OpenAIAdapter(PooledAdapter[openai.AsyncOpenAI]):
         _forget_ambient_account(client)
         return client
 
-    def key_headers(self, creds: Credentials) -> dict[str, str]:
-        return {"Authorization": f"Bearer {creds.api_key.reveal()}"}
-
     def _token_limit(self, creds: Credentials, request: ProviderRequest) -> dict[str, int]:
         # max_tokens is refused by reasoning models; max_completion_tokens is
         # accepted by every current chat model.

@@ -107,6 +107,10 @@ class ClientCache(Generic[ClientT]):
             self._clients.popitem(last=False)
         return client
 
+    def clients(self) -> Iterable[ClientT]:
+        """The cached clients, least recently used first."""
+        return self._clients.values()
+
     def clear(self) -> None:
         """Drop every cached client (the shared pool stays open)."""
         self._clients.clear()
@@ -143,9 +147,9 @@ def estimate_text_tokens(chars: int) -> int:
 class PooledAdapter(Generic[ClientT]):
     """Base of the SDK adapters: implements ``ProviderAdapter`` on a few hooks.
 
-    Subclasses set ``name`` and implement ``_new_client``, ``key_headers``,
-    ``_create``, ``_to_result``, ``_open_stream`` and ``_on_event``; ``_create``
-    and ``_open_stream`` send ``key_headers(creds)`` with their request.
+    Subclasses set ``name`` and implement ``_new_client``, ``_create``,
+    ``_to_result``, ``_open_stream`` and ``_on_event``; ``_create`` and
+    ``_open_stream`` send ``key_headers(creds)`` with their request.
 
     ``public_peers_only`` (for an owned pool) refuses connections to private,
     loopback and other non-public addresses, whatever DNS says.
@@ -174,7 +178,6 @@ class PooledAdapter(Generic[ClientT]):
             raise ValueError("the shared http client must not follow redirects")
         self._connect_timeout = connect_timeout
         self._clients: ClientCache[ClientT] = ClientCache(self._build_client, max_clients)
-        self._sdk_platform: object | None = None
 
     @property
     def http_client(self) -> httpx2.AsyncClient:
@@ -188,8 +191,9 @@ class PooledAdapter(Generic[ClientT]):
         return self._clients.get((creds.base_url, creds.api_version))
 
     def key_headers(self, creds: Credentials) -> dict[str, str]:
-        """The header carrying the tenant's key, as the SDK would send it."""
-        raise NotImplementedError
+        """The header carrying the tenant's key, as the SDK would send it: a
+        bearer token for both SDKs' own APIs (Azure overrides this)."""
+        return {"Authorization": f"Bearer {creds.api_key.reveal()}"}
 
     async def complete(self, creds: Credentials, request: ProviderRequest) -> ProviderResult:
         """Run one completion; raise a ``ProviderError`` subclass on failure."""
@@ -198,8 +202,6 @@ class PooledAdapter(Generic[ClientT]):
         try:
             async with asyncio.timeout(request.timeout):
                 raw = await self._create(client, creds, request)
-            if self._sdk_platform is None:
-                self._remember_platform(client)
             return self._to_result(raw, request)
         except Exception as exc:
             error = self._classify(exc, creds, request)
@@ -224,8 +226,6 @@ class PooledAdapter(Generic[ClientT]):
         try:
             async with asyncio.timeout_at(deadline):
                 upstream = await self._open_stream(client, creds, request)
-            if self._sdk_platform is None:
-                self._remember_platform(client)
             state = StreamState(model=request.model)
             iterator = upstream.__aiter__()
             while True:
@@ -273,12 +273,10 @@ class PooledAdapter(Generic[ClientT]):
         # headers) in a worker thread on its first call, a thread hop on the
         # first call to every Azure endpoint; the answer never changes, so new
         # clients are given the one an earlier client found.
-        if self._sdk_platform is not None and getattr(client, "_platform", False) is None:
-            client._platform = self._sdk_platform  # type: ignore[attr-defined]
+        if getattr(client, "_platform", False) is None:
+            known = [getattr(c, "_platform", None) for c in self._clients.clients()]
+            client._platform = next((p for p in known if p is not None), None)  # type: ignore[attr-defined]
         return client
-
-    def _remember_platform(self, client: ClientT) -> None:
-        self._sdk_platform = getattr(client, "_platform", None)
 
     def _new_client(
         self, base_url: str, api_version: str | None, http_client: httpx2.AsyncClient

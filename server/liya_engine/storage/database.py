@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sqlite3
 import time
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, event, func, select, text, tuple_, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -212,23 +211,23 @@ class _SqliteReader:
     def __init__(self, path: str, busy_timeout: float = 30.0) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
-        self._sql = str(_READ_CONFIG.compile(dialect=sqlite_dialect.dialect()))
+        dialect = sqlite_dialect.dialect()
+        self._sql = str(_READ_CONFIG.compile(dialect=dialect))
+        # Rows as SQLAlchemy would give them: the query's column names, and its
+        # column types' own conversions (JSON text, SQLite's datetime format).
+        columns = _READ_CONFIG.selected_columns
+        self._row = namedtuple("ConfigRow", [c.key for c in columns])  # type: ignore[misc]
+        self._convert = [
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+        ]
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liya-read")
         self._inline: sqlite3.Connection | None = None
         self._waiting: sqlite3.Connection | None = None
 
-    def _rows(self, conn: sqlite3.Connection, tenant_id: str) -> list[_ConfigRow]:
+    def _rows(self, conn: sqlite3.Connection, tenant_id: str) -> list[tuple]:
         rows = conn.execute(self._sql, (tenant_id,)).fetchall()
         return [
-            _ConfigRow(
-                r[0],
-                r[1],
-                r[2],
-                json.loads(r[3]) if r[3] else {},
-                r[4],
-                datetime.fromisoformat(r[5]) if r[5] else None,
-                *r[6:],
-            )
+            self._row(*(f(v) if f else v for f, v in zip(self._convert, r, strict=True)))
             for r in rows
         ]
 
@@ -237,17 +236,17 @@ class _SqliteReader:
             self._path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
 
-    def _read_now(self, tenant_id: str) -> list[_ConfigRow]:
+    def _read_now(self, tenant_id: str) -> list[tuple]:
         if self._inline is None:
             self._inline = self._connect(0)
         return self._rows(self._inline, tenant_id)
 
-    def _read_waiting(self, tenant_id: str) -> list[_ConfigRow]:
+    def _read_waiting(self, tenant_id: str) -> list[tuple]:
         if self._waiting is None:
             self._waiting = self._connect(self._busy_timeout)
         return self._rows(self._waiting, tenant_id)
 
-    async def read(self, tenant_id: str) -> list[_ConfigRow]:
+    async def read(self, tenant_id: str) -> list[tuple]:
         try:
             return self._read_now(tenant_id)
         except sqlite3.OperationalError:
@@ -270,22 +269,6 @@ class _SqliteReader:
 
         self._executor.submit(close_waiting)
         self._executor.shutdown(wait=True)
-
-
-class _ConfigRow(NamedTuple):
-    version: int
-    mode: str
-    strategy: str
-    overrides: dict
-    cost_limit_usd: float | None
-    update_time: datetime | None
-    provider: str | None
-    api_key_ciphertext: bytes | None
-    api_key_preview: str | None
-    default_model: str | None
-    endpoint: str | None
-    deployment_name: str | None
-    api_version: str | None
 
 
 CHANGES_CHANNEL = "liya_config_changed"
