@@ -172,7 +172,10 @@ def test_settle_heap_keeps_start_up_objects_out_of_later_collections():
     before = gc.get_threshold()
     try:
         frozen = settle_heap()
-        assert frozen == gc.get_freeze_count() > 10_000  # modules, classes, functions
+        # modules, classes, functions (a frozen object freed since then by its
+        # reference count leaves the count one lower, so no equality here)
+        assert frozen > 10_000
+        assert gc.get_freeze_count() > 10_000
         assert gc.get_threshold() == GC_THRESHOLDS
         # What is allocated afterwards is still collected, cycles included.
         cycle: list[object] = []
