@@ -19,11 +19,12 @@ from liya_engine.config.model import (
 )
 from liya_engine.config.service import ConfigService
 from liya_engine.crypto.cipher import KeyCipher, Keyring, KeyringEntry, new_salt
+from liya_engine.errors import Conflict
 from liya_engine.identity import Identity
 from liya_engine.routing.catalog import Catalog
 from liya_engine.secret import Secret
 from liya_engine.settings import Settings
-from liya_engine.storage.database import Conflict, Database
+from liya_engine.storage.database import Database
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

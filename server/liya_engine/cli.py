@@ -13,7 +13,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from liya_engine.settings import Settings, SettingsError
+from liya_engine.errors import SettingsError
+from liya_engine.settings import Settings
 
 DEV_DIR = Path(".dev")
 DEV_MASTER_KEYS = DEV_DIR / "master-keys"

@@ -25,6 +25,12 @@ domain code never imports grpc.
         +-- ProviderRejectedRequest PROVIDER_REJECTED_REQUEST 400 for the request
     DeadlineExceeded                the caller's own deadline ran out (no reason)
 
+Internal exceptions never reach a caller as such; each is caught where it is
+turned into one of the above (or into a start-up failure):
+
+    Conflict                        an optimistic write lost (storage -> retry or ETAG_MISMATCH)
+    SettingsError                   a setting is missing or malformed (start-up stops)
+
 Messages must be safe to show the caller: they never contain a key. Provider
 text goes through ``liya_engine.redact.scrub`` before it gets here.
 """
@@ -197,3 +203,15 @@ class DeadlineExceeded(Exception):
     Not a ``LiyaError`` (no provider is at fault): it maps to DEADLINE_EXCEEDED,
     with an ErrorInfo whose reason is ``DEADLINE_EXCEEDED``.
     """
+
+
+class Conflict(Exception):
+    """The row changed (or appeared) since it was read: an optimistic write lost.
+
+    Raised by storage; the config service re-reads and re-applies, or answers
+    ETAG_MISMATCH when the caller sent an etag.
+    """
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liya_engine.errors import SettingsError
 from liya_engine.secret import Secret
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:50051"
@@ -22,10 +23,6 @@ DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 MASTER_KEY_BYTES = 32
 EVENT_LOOPS = ("uvloop", "asyncio")
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 
+from liya_engine.providers import facts
+
 MODE_BYOK: Final = "byok"
 MODE_MANAGED: Final = "managed"
 MODES: Final = (MODE_BYOK, MODE_MANAGED)
@@ -21,7 +23,7 @@ PROVIDER_FIELDS: Final = {
     "anthropic": ("api_key", "default_model"),
     "azure": ("api_key", "endpoint", "deployment_name", "api_version"),
 }
-PROVIDER_ORDER: Final = ("azure", "anthropic", "openai")  # precedence, highest first
+PROVIDER_ORDER: Final = facts.PRECEDENCE  # precedence, highest first
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,13 +26,14 @@ from liya_engine.config.model import (
     StoredProvider,
     TenantConfig,
 )
+from liya_engine.config.ports import ConfigStore
 from liya_engine.crypto.cipher import KeyCipher
-from liya_engine.errors import EtagMismatch, FieldViolation, InvalidConfig, InvalidRequest
+from liya_engine.errors import Conflict, EtagMismatch, FieldViolation, InvalidConfig, InvalidRequest
 from liya_engine.identity import Identity
+from liya_engine.providers import facts
 from liya_engine.routing.catalog import Catalog
 from liya_engine.secret import Secret
 from liya_engine.settings import Settings
-from liya_engine.storage.database import Conflict, Database
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ MAX_ATTEMPTS = 5
 _OVERRIDE_PREFIX = "model_config.overrides."
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
 _MAX_ID = 2**63 - 1
-KEY_PREFIXES = ("sk-ant-api03-", "sk-ant-", "sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
 
 
 def key_preview(key: Secret) -> str:
@@ -49,7 +49,7 @@ def key_preview(key: Secret) -> str:
     Short keys show no tail, so a preview never reveals a meaningful share.
     """
     value = key.reveal()
-    prefix = next((p for p in KEY_PREFIXES if value.startswith(p)), "")
+    prefix = next((p for p in facts.KEY_PREFIXES if value.startswith(p)), "")
     prefix = prefix.rstrip("-") + "-" if prefix else ""
     tail = value[-4:] if len(value) >= 20 else ""
     return f"{prefix}...{tail}"
@@ -66,7 +66,7 @@ class ConfigService:
 
     def __init__(
         self,
-        db: Database,
+        db: ConfigStore,
         cipher: KeyCipher,
         catalog: Catalog,
         settings: Settings,

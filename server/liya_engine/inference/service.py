@@ -33,6 +33,7 @@ from liya_engine.errors import (
 )
 from liya_engine.inference.tenants import ResolvedTenant, TenantCache
 from liya_engine.metrics import Metrics
+from liya_engine.providers import facts
 from liya_engine.providers.base import (
     Credentials,
     Message,
@@ -51,7 +52,6 @@ MAX_MESSAGES = 256
 MAX_INPUT_CHARS = 1_000_000
 MAX_TOKENS_CEILING = 200_000
 DEADLINE_MARGIN_SECONDS = 0.05
-PROVIDER_TITLES = {"openai": "OpenAI", "anthropic": "Anthropic", "azure": "Azure OpenAI"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +226,7 @@ class InferenceService:
         raise self._failed(
             plan,
             ProviderUnavailable(
-                f"{PROVIDER_TITLES[plan.creds.provider]} ended the stream without finishing the "
+                f"{facts.TITLES[plan.creds.provider]} ended the stream without finishing the "
                 "answer; retry the call",
                 provider=plan.creds.provider,
                 model=plan.request.model,

@@ -52,15 +52,12 @@ from liya_engine.errors import (
     ProviderUnavailable,
     ProviderUnreachable,
 )
+from liya_engine.providers import facts
 from liya_engine.providers.transport import ForbiddenAddress
 from liya_engine.redact import REDACTED, scrub
 from liya_engine.secret import Secret
 
-PROVIDER_LABELS: dict[str, str] = {
-    "openai": "OpenAI",
-    "anthropic": "Anthropic",
-    "azure": "Azure OpenAI",
-}
+PROVIDER_LABELS: dict[str, str] = facts.TITLES
 _DASHBOARDS: dict[str, str] = {
     "openai": "your OpenAI dashboard",
     "anthropic": "the Anthropic Console",

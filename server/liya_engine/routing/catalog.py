@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from liya_engine.settings import SettingsError
+from liya_engine.errors import SettingsError
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from liya_engine.config.model import AuditEntry, ModelSettings, StoredProvider, TenantConfig
-from liya_engine.errors import StorageUnavailable
+from liya_engine.errors import Conflict, StorageUnavailable
 from liya_engine.storage.tables import (
     AuditEntryRow,
     MasterKeySaltRow,
@@ -42,10 +42,6 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Connection execution option marking a transaction that will write (see _sqlite_begin).
 _WRITE_OPTION = "liya_write"
 PING_TIMEOUT_SECONDS = 5.0  # a database that stops answering counts as down
-
-
-class Conflict(Exception):
-    """The row changed (or appeared) since it was read: an optimistic write lost."""
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -1,0 +1,27 @@
+"""What the service knows about each provider, in one place: pure data.
+
+Precedence, the titles shown in messages, and the public prefixes of their
+keys. Domain code, adapters and the client all read these; this module
+imports nothing, so any layer may use it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+OPENAI: Final = "openai"
+ANTHROPIC: Final = "anthropic"
+AZURE: Final = "azure"
+
+PRECEDENCE: Final = (AZURE, ANTHROPIC, OPENAI)
+"""When several providers are configured, the first of these serves a call."""
+
+TITLES: Final = {OPENAI: "OpenAI", ANTHROPIC: "Anthropic", AZURE: "Azure OpenAI"}
+"""How messages name each provider."""
+
+KEY_PREFIXES: Final = ("sk-ant-api03-", "sk-ant-", "sk-proj-", "sk-svcacct-", "sk-admin-", "sk-")
+"""Public prefixes of provider keys, longest first: a preview may show them,
+scrubbing treats what follows as the secret part."""
+
+ANTHROPIC_KEY_PREFIX: Final = "sk-ant-"
+OPENAI_KEY_PREFIX: Final = "sk-"
