@@ -31,6 +31,30 @@ _PATTERNS = re.compile(
 )
 
 
+# A value with a provider key prefix, or a long run with no separator, is a
+# key pasted into the wrong field (a name, an intent, a mask path).
+_KEY_SHAPED = re.compile(r"^(?i:sk|rk|pk)-|^[A-Za-z0-9+/=]{32,}$")
+
+NOT_SHOWN = "(not shown)"
+
+
+def looks_like_key(value: str) -> bool:
+    """Whether ``value``, meant as a name, looks like an API key: the one rule
+    every check of caller-named fields uses."""
+    return bool(_KEY_SHAPED.search(value))
+
+
+def safe_to_echo(value: str, shape: re.Pattern[str]) -> bool:
+    """Whether caller input may be repeated back in a message: it has the
+    expected ``shape``, does not look like a key, and scrubbing leaves it as is."""
+    return bool(shape.fullmatch(value)) and not looks_like_key(value) and scrub(value) == value
+
+
+def shown(value: str, shape: re.Pattern[str], placeholder: str = NOT_SHOWN) -> str:
+    """``repr(value)`` when it is safe to echo, else ``placeholder``."""
+    return repr(value) if safe_to_echo(value, shape) else placeholder
+
+
 FRAGMENT = 6  # shortest run of a known secret that counts as showing it
 
 

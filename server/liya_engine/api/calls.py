@@ -26,7 +26,7 @@ from liya_engine.api import status
 from liya_engine.identity import Identity, TokenVerifier
 from liya_engine.logs import request_id_var, tenant_var
 from liya_engine.metrics import Metrics
-from liya_engine.redact import scrub
+from liya_engine.redact import safe_to_echo
 
 log = logging.getLogger("liya_engine.rpc")
 
@@ -102,9 +102,7 @@ class CallGuard:
         supplied = metadata.get("x-request-id", "")
         # A caller's id is kept only if it could not be a pasted secret.
         request_id = (
-            supplied
-            if supplied and _REQUEST_ID.fullmatch(supplied) and scrub(supplied) == supplied
-            else os.urandom(16).hex()
+            supplied if supplied and safe_to_echo(supplied, _REQUEST_ID) else os.urandom(16).hex()
         )
         request_id_var.set(request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))

@@ -21,6 +21,7 @@ from liya_engine.config.model import (
     TenantConfig,
 )
 from liya_engine.errors import FieldViolation, InvalidConfig
+from liya_engine.redact import shown
 from liya_engine.routing.router import serving_provider
 from liya_engine.secret import Secret
 
@@ -119,11 +120,11 @@ def _masked_changes(req: pb.UpdateConfigRequest) -> list[Change]:
         elif parts[:2] == ["model_config", "overrides"] and len(parts) == 3 and parts[2]:
             out.append(Change(path, mc.overrides[parts[2]] if parts[2] in mc.overrides else CLEAR))
         else:
-            shown = repr(path) if _SHOWABLE_PATH.fullmatch(path) else "(not shown)"
+            shown_path = shown(path, _SHOWABLE_PATH)
             bad.append(
                 FieldViolation(
                     "update_mask",
-                    f"unknown path {shown}; paths are "
+                    f"unknown path {shown_path}; paths are "
                     "provider_config[.mode|.openai|.anthropic|.azure[.field]] "
                     "or model_config[.strategy|.overrides[.intent]|"
                     ".cost_limit_usd_per_request]",

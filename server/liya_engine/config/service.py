@@ -31,6 +31,7 @@ from liya_engine.crypto.cipher import KeyCipher
 from liya_engine.errors import Conflict, EtagMismatch, FieldViolation, InvalidConfig, InvalidRequest
 from liya_engine.identity import Identity
 from liya_engine.providers import facts
+from liya_engine.redact import safe_to_echo
 from liya_engine.routing.catalog import Catalog
 from liya_engine.secret import Secret
 from liya_engine.settings import Settings
@@ -321,7 +322,7 @@ _ETAG_SHAPE = re.compile(r"^v\d{1,12}$")
 def _etag_mismatch(sent: str, current: str) -> EtagMismatch:
     # Echo the caller's etag only when it looks like one of ours: whatever else
     # was pasted there (a key, say) must not come back in an error.
-    shown = sent if _ETAG_SHAPE.fullmatch(sent) else "(not an etag of this service)"
+    shown = sent if safe_to_echo(sent, _ETAG_SHAPE) else "(not an etag of this service)"
     return EtagMismatch(
         f"etag {shown} is stale (current: {current}): read the config again with "
         "GetMaskedConfig and re-apply your change",

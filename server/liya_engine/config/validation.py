@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from liya_engine.config.model import MODE_BYOK, MODES, STRATEGIES, TenantConfig
 from liya_engine.errors import FieldViolation
+from liya_engine.redact import looks_like_key
 from liya_engine.routing.catalog import Catalog
 from liya_engine.routing.router import provider_for_model
 from liya_engine.secret import Secret
@@ -20,9 +21,6 @@ _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _INTENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-# A value with a provider key prefix, or a long run with no separator, is a
-# key pasted into the wrong field: storing it would show it in every read.
-_KEY_SHAPED = re.compile(r"^(?i:sk|rk|pk)-|^[A-Za-z0-9+/=]{32,}$")
 _HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Anything a URL parser may silently drop or a client may refuse.
 _URL_FORBIDDEN = re.compile(r"[^\x21-\x7e]")
@@ -79,11 +77,6 @@ def check_api_key(provider: str, path: str, key: Secret) -> list[FieldViolation]
 
 def looks_like_placeholder(key: Secret) -> bool:
     return bool(_PLACEHOLDER.search(key.reveal())) or len(key) < 20
-
-
-def looks_like_key(value: str) -> bool:
-    """Whether ``value`` (meant as a name) looks like an API key."""
-    return bool(_KEY_SHAPED.search(value))
 
 
 def _key_in_name(path: str) -> list[FieldViolation]:

@@ -42,6 +42,7 @@ from liya_engine.providers.base import (
     StreamDelta,
     StreamEnd,
 )
+from liya_engine.redact import shown
 from liya_engine.routing.catalog import Catalog, ModelInfo
 from liya_engine.routing.router import available_providers, choose_model, provider_for_model
 from liya_engine.secret import Secret
@@ -113,7 +114,7 @@ _INTENT_SHAPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 def _shown_intent(intent: str) -> str:
     # Only name-shaped input is echoed back; anything else may be a pasted key.
-    return repr(intent) if _INTENT_SHAPE.fullmatch(intent) else "(not shown)"
+    return shown(intent, _INTENT_SHAPE)
 
 
 def _tokens_that_fit(limit: float, prompt_cost: float, per_output: float) -> int:
