@@ -2,6 +2,10 @@
 
 python scripts/gen_stubs.py clients          # regenerate in place
 python scripts/gen_stubs.py --check clients  # fail if the checked-in stubs drift
+
+Every ``protos/liya/engine/v1/*.proto`` file is compiled (the services and
+``error_reason.proto``); the stubs ship in the ``liya-engine-client``
+distribution (``clients/pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             if drift:
                 print("generated stubs differ from protos/; run `make gen`:", *drift, sep="\n  ")
                 return 1
-            print(f"stubs in sync ({len(fresh)} files)")
+            print(f"stubs in sync ({len(fresh)} files):", *sorted(fresh), sep="\n  ")
             return 0
         (target / PACKAGE_DIR).mkdir(parents=True, exist_ok=True)
         for name in generated_files(target) - fresh:
