@@ -1,5 +1,5 @@
 """What the async and sync clients share: channel options, the retry policy,
-request building and the bearer token."""
+request building, the bearer token and their common base class."""
 
 from __future__ import annotations
 
@@ -166,3 +166,25 @@ def completion_fields(
     if temperature is not None:
         fields["temperature"] = temperature
     return fields
+
+
+ChannelOptions = Sequence[tuple[str, Any]] | Mapping[str, Any] | None
+
+
+class ClientBase:
+    """Token, default deadline and open/closed state, shared by both clients."""
+
+    def __init__(self, token: TokenProvider, default_timeout: float | None, target: str) -> None:
+        if not (isinstance(token, str) or callable(token)):
+            raise TypeError("token must be a string or a callable returning one")
+        self.target = target
+        self.default_timeout = default_timeout
+        self._token = token
+        self._closed = False
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.default_timeout if timeout is None else timeout
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Liya Engine client is closed")

@@ -3,7 +3,14 @@
 The service answers every failure with a ``google.rpc.Status`` carrying exactly
 one ``ErrorInfo`` (domain ``liyaengine.ai``) whose ``reason`` says what went
 wrong, plus ``BadRequest``, ``RetryInfo`` or ``QuotaFailure`` where they fit.
-``error_from_rpc`` turns a failed call into one exception class per reason::
+``error_from_rpc`` turns a failed call into one exception class per reason.
+
+The reasons are the values of ``enum ErrorReason`` (``liya.engine.v1.error_reason_pb2``,
+generated from ``protos/liya/engine/v1/error_reason.proto``, where each one is
+documented). Naming rule: a reason's class is the reason in CamelCase, with no
+suffix (``BYOK_AUTH_FAILED`` -> ``ByokAuthFailed``, ``INTERNAL`` -> ``Internal``);
+``class_name`` applies it, and defining a class whose ``REASON`` is not in the
+enum or does not follow the rule fails at import::
 
     LiyaError                         base: code, reason, message, metadata, ...
     +-- InvalidToken                  INVALID_TOKEN
@@ -13,6 +20,8 @@ wrong, plus ``BadRequest``, ``RetryInfo`` or ``QuotaFailure`` where they fit.
     +-- EtagMismatch                  ETAG_MISMATCH
     +-- ByokNotConfigured             BYOK_NOT_CONFIGURED
     +-- CostLimitExceeded             COST_LIMIT_EXCEEDED
+    +-- BudgetExceeded                BUDGET_EXCEEDED
+    +-- ConcurrencyLimitExceeded      CONCURRENCY_LIMIT_EXCEEDED
     +-- KeyDecryptionFailed           KEY_DECRYPTION_FAILED
     +-- ProviderError                 base for a failed upstream provider call
     |   +-- ByokAuthFailed            BYOK_AUTH_FAILED
@@ -24,6 +33,7 @@ wrong, plus ``BadRequest``, ``RetryInfo`` or ``QuotaFailure`` where they fit.
     +-- DeadlineExceeded              DEADLINE_EXCEEDED, with or without a reason
     +-- Unavailable                   UNAVAILABLE without a known reason
     |   +-- StorageUnavailable        STORAGE_UNAVAILABLE (the service's database)
+    |   +-- ServerOverloaded          SERVER_OVERLOADED (this replica is full)
     +-- Internal                      INTERNAL/UNKNOWN/DATA_LOSS/UNIMPLEMENTED
                                       without a known reason (and reason INTERNAL)
 
@@ -33,23 +43,28 @@ RESOURCE_EXHAUSTED from a message-size limit) becomes a plain ``LiyaError``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import ClassVar
-
 import grpc
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
-DOMAIN = "liyaengine.ai"
+from liya_engine_client._base import (
+    REASONS,
+    LiyaError,
+    class_name,
+    parse_float,
+    parse_int,
+    reason_classes,
+)
+from liya_engine_client._status import DOMAIN, FieldViolation, QuotaViolation, status_parts
 
 __all__ = [
     "DOMAIN",
+    "REASONS",
+    "BudgetExceeded",
     "ByokAuthFailed",
     "ByokEndpointUnreachable",
     "ByokModelNotFound",
     "ByokNotConfigured",
     "ByokQuotaExceeded",
+    "ConcurrencyLimitExceeded",
     "CostLimitExceeded",
     "DeadlineExceeded",
     "EtagMismatch",
@@ -65,84 +80,15 @@ __all__ = [
     "ProviderRejectedRequest",
     "ProviderUnavailable",
     "QuotaViolation",
+    "ServerOverloaded",
     "StorageUnavailable",
     "Unavailable",
+    "class_name",
     "error_from_rpc",
+    "reason_classes",
 ]
 
-
-@dataclass(frozen=True, slots=True)
-class FieldViolation:
-    """One bad field of a request (from ``google.rpc.BadRequest``)."""
-
-    field: str
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaViolation:
-    """One exhausted quota (from ``google.rpc.QuotaFailure``)."""
-
-    subject: str
-    description: str
-
-
-class LiyaError(Exception):
-    """Base of every error a Liya Engine client method raises.
-
-    Attributes:
-        code: the gRPC status code of the failed call.
-        reason: the ``ErrorInfo`` reason (e.g. ``BYOK_AUTH_FAILED``); empty when
-            the status carried none (a transport failure, a proxy, an old server).
-        message: the status message; safe to show, the service never puts a
-            key in it.
-        metadata: the ``ErrorInfo`` metadata, such as ``provider``, ``model``,
-            ``upstream_status`` and ``request_id``.
-        request_id: the id to quote to the operator (from the ``ErrorInfo`` or
-            the ``x-request-id`` trailer); empty when the call never reached
-            the service.
-        violations: field violations from ``BadRequest``, if any.
-        retry_delay: seconds the provider asked to wait (``RetryInfo``), if any.
-    """
-
-    #: The reason this class stands for; subclasses of one reason set it.
-    REASON: ClassVar[str] = ""
-
-    def __init__(
-        self,
-        code: grpc.StatusCode,
-        reason: str,
-        message: str,
-        metadata: Mapping[str, str] | None = None,
-        request_id: str = "",
-        violations: Sequence[FieldViolation] = (),
-        *,
-        retry_delay: float | None = None,
-        quota_violations: Sequence[QuotaViolation] = (),
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.metadata: dict[str, str] = dict(metadata or {})
-        self.request_id = request_id
-        self.violations: list[FieldViolation] = list(violations)
-        self.retry_delay = retry_delay
-        self.quota_violations: list[QuotaViolation] = list(quota_violations)
-
-    def __str__(self) -> str:
-        head = f"{self.reason or self.code.name}: {self.message}"
-        if self.violations:
-            head += " (" + "; ".join(f"{v.field}: {v.description}" for v in self.violations) + ")"
-        if self.request_id:
-            head += f" [request_id={self.request_id}]"
-        return head
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(code={self.code.name}, reason={self.reason!r}, "
-            f"message={self.message!r}, request_id={self.request_id!r})"
-        )
+#: Every reason the service can send: the value names of ``ErrorReason``.
 
 
 class InvalidToken(LiyaError):
@@ -192,17 +138,49 @@ class CostLimitExceeded(LiyaError):
     @property
     def estimate_usd(self) -> float | None:
         """The service's worst-case cost estimate for the refused call."""
-        return _float(self.metadata.get("estimate_usd"))
+        return parse_float(self.metadata.get("estimate_usd"))
 
     @property
     def limit_usd(self) -> float | None:
         """The tenant's ``cost_limit_usd_per_request``."""
-        return _float(self.metadata.get("limit_usd"))
+        return parse_float(self.metadata.get("limit_usd"))
 
     @property
     def max_tokens_that_fit(self) -> int | None:
         """The largest ``max_tokens`` that would stay within the limit."""
-        return _int(self.metadata.get("max_tokens_that_fit"))
+        return parse_int(self.metadata.get("max_tokens_that_fit"))
+
+
+class BudgetExceeded(LiyaError):
+    """Month-to-date cost plus this call's worst case is above the monthly budget.
+
+    ``spent_usd``, ``budget_usd`` and ``resets_at`` (RFC 3339, the next month's
+    start) come from the error metadata when the service sent them.
+    """
+
+    REASON = "BUDGET_EXCEEDED"
+
+    @property
+    def spent_usd(self) -> float | None:
+        """Month-to-date cost of the tenant."""
+        return parse_float(self.metadata.get("spent_usd"))
+
+    @property
+    def budget_usd(self) -> float | None:
+        """The tenant's ``monthly_budget_usd``."""
+        return parse_float(self.metadata.get("budget_usd"))
+
+    @property
+    def resets_at(self) -> str:
+        """When the budget starts again (RFC 3339), or empty."""
+        return self.metadata.get("resets_at", "")
+
+
+class ConcurrencyLimitExceeded(LiyaError):
+    """The tenant has as many calls in flight as one replica admits: retry after
+    ``retry_delay`` seconds, or make fewer concurrent calls."""
+
+    REASON = "CONCURRENCY_LIMIT_EXCEEDED"
 
 
 class KeyDecryptionFailed(LiyaError):
@@ -235,7 +213,7 @@ class ProviderError(LiyaError):
     @property
     def upstream_status(self) -> int | None:
         """The provider's HTTP status, when it answered at all."""
-        return _int(self.metadata.get("upstream_status"))
+        return parse_int(self.metadata.get("upstream_status"))
 
 
 class ByokAuthFailed(ProviderError):
@@ -294,6 +272,12 @@ class StorageUnavailable(Unavailable):
     REASON = "STORAGE_UNAVAILABLE"
 
 
+class ServerOverloaded(Unavailable):
+    """The replica that answered is at its limit of calls in flight; another may serve."""
+
+    REASON = "SERVER_OVERLOADED"
+
+
 class Internal(LiyaError):
     """An unexpected failure in the service (reason ``INTERNAL``) or with no reason.
 
@@ -302,28 +286,6 @@ class Internal(LiyaError):
 
     REASON = "INTERNAL"
 
-
-_BY_REASON: dict[str, type[LiyaError]] = {
-    cls.REASON: cls
-    for cls in (
-        InvalidToken,
-        InvalidConfig,
-        InvalidRequest,
-        EtagMismatch,
-        ByokNotConfigured,
-        CostLimitExceeded,
-        KeyDecryptionFailed,
-        ByokAuthFailed,
-        ByokQuotaExceeded,
-        ByokModelNotFound,
-        ByokEndpointUnreachable,
-        ProviderUnavailable,
-        ProviderRejectedRequest,
-        DeadlineExceeded,
-        StorageUnavailable,
-        Internal,
-    )
-}
 
 _BY_CODE: dict[grpc.StatusCode, type[LiyaError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
@@ -341,95 +303,15 @@ def error_from_rpc(err: grpc.RpcError) -> LiyaError:
     The class is chosen by the ``ErrorInfo`` reason when the status carries one
     from the ``liyaengine.ai`` domain, else by the status code.
     """
-    code = _call_attr(err, "code") or grpc.StatusCode.UNKNOWN
-    message = _call_attr(err, "details") or ""
-    trailers = _trailers(err)
-    status = _rich_status(err)
-
-    reason = ""
-    metadata: dict[str, str] = {}
-    violations: list[FieldViolation] = []
-    quota: list[QuotaViolation] = []
-    retry_delay: float | None = None
-    if status is not None:
-        message = status.message or message
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                # Another domain's reason (a proxy, a sidecar) is not ours to interpret.
-                if info.domain == DOMAIN and not reason:
-                    reason = info.reason
-                    metadata = dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations.extend(
-                    FieldViolation(v.field, v.description) for v in bad.field_violations
-                )
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                info_retry = error_details_pb2.RetryInfo()
-                detail.Unpack(info_retry)
-                delay = info_retry.retry_delay
-                retry_delay = delay.seconds + delay.nanos / 1e9
-            elif detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
-                failure = error_details_pb2.QuotaFailure()
-                detail.Unpack(failure)
-                quota.extend(QuotaViolation(v.subject, v.description) for v in failure.violations)
-
-    request_id = metadata.get("request_id") or trailers.get("x-request-id", "")
-    cls = _BY_REASON.get(reason) or _BY_CODE.get(code, LiyaError)
+    parts = status_parts(err)
+    cls = reason_classes().get(parts.reason) or _BY_CODE.get(parts.code, LiyaError)
     return cls(
-        code,
-        reason,
-        message,
-        metadata,
-        request_id,
-        violations,
-        retry_delay=retry_delay,
-        quota_violations=quota,
+        parts.code,
+        parts.reason,
+        parts.message,
+        parts.metadata,
+        parts.request_id,
+        parts.violations,
+        retry_delay=parts.retry_delay,
+        quota_violations=parts.quota_violations,
     )
-
-
-def _call_attr(err: grpc.RpcError, name: str):
-    # Not every RpcError is a Call (e.g. one raised before the call started).
-    getter = getattr(err, name, None)
-    if not callable(getter):
-        return None
-    try:
-        return getter()
-    except Exception:
-        return None
-
-
-def _trailers(err: grpc.RpcError) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in _call_attr(err, "trailing_metadata") or ():
-        if isinstance(value, str):
-            out.setdefault(key, value)
-    return out
-
-
-def _rich_status(err: grpc.RpcError) -> status_pb2.Status | None:
-    if _call_attr(err, "trailing_metadata") is None:
-        return None
-    try:
-        return rpc_status.from_call(err)
-    except Exception:
-        # A status detail that contradicts the call's code, or one that does not
-        # parse, is ignored: the code and message still classify the error.
-        return None
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

@@ -1,29 +1,44 @@
-"""The service's exception tree. Domain code raises these; nothing else.
+"""The service's exception tree, the one documented tree. Domain code raises these.
 
-Each class carries the ``reason`` of DESIGN.md's error table. They are turned
-into a ``google.rpc.Status`` in exactly one place (``liya_engine.api.status``);
-domain code never imports grpc.
+Each error a caller can see carries its ``reason`` (a value name of ``enum
+ErrorReason`` in ``protos/liya/engine/v1/error_reason.proto``, checked when the
+class is defined) and its gRPC ``code`` (a ``google.rpc.code_pb2`` value). They
+are turned into a ``google.rpc.Status`` in exactly one place
+(``liya_engine.api.status``), which reads both from the class; domain code
+never imports grpc.
 
-    LiyaError                       base; ``reason``, ``message``, ``metadata``
-    +-- InvalidToken                INVALID_TOKEN         missing/bad/expired JWT
+    LiyaError                       base; ``reason``, ``code``, ``message``, ``metadata``
+    +-- InvalidToken                INVALID_TOKEN              UNAUTHENTICATED
     +-- InvalidArgument             base for bad input, carries field violations
-    |   +-- InvalidConfig           INVALID_CONFIG        bad UpdateConfig input
-    |   +-- InvalidRequest          INVALID_REQUEST       bad Complete input
-    +-- EtagMismatch                ETAG_MISMATCH         stale etag
-    +-- NotConfigured               BYOK_NOT_CONFIGURED   nothing to route to
-    +-- CostLimitExceeded           COST_LIMIT_EXCEEDED   estimate above the limit
-    +-- KeyDecryptionFailed         KEY_DECRYPTION_FAILED stored ciphertext unusable
-    +-- StorageUnavailable          STORAGE_UNAVAILABLE   database unreachable or busy
+    |   +-- InvalidConfig           INVALID_CONFIG             INVALID_ARGUMENT
+    |   +-- InvalidRequest          INVALID_REQUEST            INVALID_ARGUMENT
+    +-- EtagMismatch                ETAG_MISMATCH              ABORTED
+    +-- NotConfigured               BYOK_NOT_CONFIGURED        FAILED_PRECONDITION
+    +-- CostLimitExceeded           COST_LIMIT_EXCEEDED        FAILED_PRECONDITION
+    +-- BudgetExceeded              BUDGET_EXCEEDED            RESOURCE_EXHAUSTED
+    +-- ConcurrencyLimitExceeded    CONCURRENCY_LIMIT_EXCEEDED RESOURCE_EXHAUSTED
+    +-- ServerOverloaded            SERVER_OVERLOADED          UNAVAILABLE
+    +-- KeyDecryptionFailed         KEY_DECRYPTION_FAILED      INTERNAL
+    +-- StorageUnavailable          STORAGE_UNAVAILABLE        UNAVAILABLE
+    +-- InternalError               INTERNAL                   INTERNAL (anything unexpected)
     +-- ProviderError               base for failures of an upstream provider call
-        +-- ProviderAuthFailed      BYOK_AUTH_FAILED          401/403
-        +-- ProviderQuotaExceeded   BYOK_QUOTA_EXCEEDED       429, quota/billing
-        +-- ProviderModelNotFound   BYOK_MODEL_NOT_FOUND      404 model/deployment
-        +-- ProviderUnreachable     BYOK_ENDPOINT_UNREACHABLE DNS/connect/TLS/timeout
+        +-- ProviderAuthFailed      BYOK_AUTH_FAILED           FAILED_PRECONDITION (401/403)
+        +-- ProviderQuotaExceeded   BYOK_QUOTA_EXCEEDED        RESOURCE_EXHAUSTED (429, quota)
+        +-- ProviderModelNotFound   BYOK_MODEL_NOT_FOUND       FAILED_PRECONDITION (404)
+        +-- ProviderUnreachable     BYOK_ENDPOINT_UNREACHABLE  UNAVAILABLE (DNS/connect/TLS)
         |   +-- ProviderTimedOut    the same, raised for a timeout so the caller's
         |                           deadline can be told apart from our own budget
-        +-- ProviderUnavailable     PROVIDER_UNAVAILABLE      5xx, overloaded
-        +-- ProviderRejectedRequest PROVIDER_REJECTED_REQUEST 400 for the request
-    DeadlineExceeded                the caller's own deadline ran out (no reason)
+        +-- ProviderUnavailable     PROVIDER_UNAVAILABLE       UNAVAILABLE (5xx, overloaded)
+        +-- ProviderRejectedRequest PROVIDER_REJECTED_REQUEST  INVALID_ARGUMENT (400)
+    DeadlineExceeded                DEADLINE_EXCEEDED          DEADLINE_EXCEEDED
+                                    the caller's own deadline ran out; not a
+                                    LiyaError, so ``except LiyaError`` (a provider
+                                    or domain failure) does not catch it
+
+A class that declares no ``reason`` of its own (``InvalidArgument``,
+``ProviderError``, ``ProviderTimedOut``) answers with its parent's; ``LiyaError``
+itself answers INTERNAL. Every reason of the enum has exactly one class that
+declares it (``tests/test_error_reasons.py`` checks both directions).
 
 Internal exceptions never reach a caller as such; each is caught where it is
 turned into one of the above (or into a start-up failure):
@@ -39,6 +54,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
+
+from google.rpc import code_pb2
+
+from liya.engine.v1.error_reason_pb2 import ErrorReason
+
+#: Every reason a caller can receive: the value names of ``ErrorReason``.
+REASONS: frozenset[str] = frozenset(ErrorReason.keys()) - {"ERROR_REASON_UNSPECIFIED"}
+
+
+def _checked(cls: type, reason: str) -> None:
+    if reason not in REASONS:
+        raise TypeError(f"{cls.__name__}.reason {reason!r} is not a value of ErrorReason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +78,20 @@ class FieldViolation:
 
 
 class LiyaError(Exception):
-    """Base of every error the service reports to a caller."""
+    """Base of every error the service reports to a caller.
 
-    reason: str = "INTERNAL"
+    ``reason`` and ``code`` are class attributes: the ErrorInfo reason and the
+    gRPC status code (``google.rpc.code_pb2``) of every instance.
+    """
+
+    reason: ClassVar[str] = "INTERNAL"
+    code: ClassVar[int] = code_pb2.INTERNAL
+    #: Seconds after which a retry may succeed (sent as RetryInfo), when known.
+    retry_after: float | None = None
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _checked(cls, cls.reason)
 
     def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -67,10 +106,13 @@ class InvalidToken(LiyaError):
     """The bearer token is missing, malformed, expired or wrongly signed."""
 
     reason = "INVALID_TOKEN"
+    code = code_pb2.UNAUTHENTICATED
 
 
 class InvalidArgument(LiyaError):
     """Base for bad caller input; carries per-field violations."""
+
+    code = code_pb2.INVALID_ARGUMENT
 
     def __init__(
         self,
@@ -99,30 +141,83 @@ class EtagMismatch(LiyaError):
     """The caller's etag names a version that is no longer current."""
 
     reason = "ETAG_MISMATCH"
+    code = code_pb2.ABORTED
 
 
 class NotConfigured(LiyaError):
     """No provider credentials are available for the tenant's mode."""
 
     reason = "BYOK_NOT_CONFIGURED"
+    code = code_pb2.FAILED_PRECONDITION
 
 
 class CostLimitExceeded(LiyaError):
     """The worst-case cost estimate is above the tenant's per-request limit."""
 
     reason = "COST_LIMIT_EXCEEDED"
+    code = code_pb2.FAILED_PRECONDITION
+
+
+class BudgetExceeded(LiyaError):
+    """Month-to-date cost plus the call's worst case is above ``monthly_budget_usd``.
+
+    Metadata: ``spent_usd``, ``budget_usd``, ``resets_at`` (RFC 3339).
+    """
+
+    reason = "BUDGET_EXCEEDED"
+    code = code_pb2.RESOURCE_EXHAUSTED
+
+
+class ConcurrencyLimitExceeded(LiyaError):
+    """The tenant already has ``LIYA_TENANT_MAX_IN_FLIGHT`` calls in flight here.
+
+    ``retry_after`` (seconds) becomes the answer's RetryInfo.
+    """
+
+    reason = "CONCURRENCY_LIMIT_EXCEEDED"
+    code = code_pb2.RESOURCE_EXHAUSTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.retry_after = retry_after
+
+
+class ServerOverloaded(LiyaError):
+    """This replica is at ``LIYA_MAX_IN_FLIGHT`` or got no upstream connection in time."""
+
+    reason = "SERVER_OVERLOADED"
+    code = code_pb2.UNAVAILABLE
 
 
 class KeyDecryptionFailed(LiyaError):
     """A stored key could not be decrypted (tampered, or master key missing)."""
 
     reason = "KEY_DECRYPTION_FAILED"
+    code = code_pb2.INTERNAL
 
 
 class StorageUnavailable(LiyaError):
     """The database did not answer or is busy; the call can be retried."""
 
     reason = "STORAGE_UNAVAILABLE"
+    code = code_pb2.UNAVAILABLE
+
+
+class InternalError(LiyaError):
+    """The answer for anything unexpected: no detail of the failure reaches the caller.
+
+    Not raised by domain code; ``liya_engine.api.status.internal_status`` answers
+    with it when a call fails with an exception outside this tree.
+    """
+
+    reason = "INTERNAL"
+    code = code_pb2.INTERNAL
 
 
 class ProviderError(LiyaError):
@@ -160,12 +255,14 @@ class ProviderAuthFailed(ProviderError):
     """The provider refused the key (401/403): it is invalid or expired."""
 
     reason = "BYOK_AUTH_FAILED"
+    code = code_pb2.FAILED_PRECONDITION
 
 
 class ProviderQuotaExceeded(ProviderError):
     """The provider account hit a rate limit or its quota/billing limit."""
 
     reason = "BYOK_QUOTA_EXCEEDED"
+    code = code_pb2.RESOURCE_EXHAUSTED
 
 
 class ProviderModelNotFound(ProviderError):
@@ -173,12 +270,14 @@ class ProviderModelNotFound(ProviderError):
     configured provider can serve the model."""
 
     reason = "BYOK_MODEL_NOT_FOUND"
+    code = code_pb2.FAILED_PRECONDITION
 
 
 class ProviderUnreachable(ProviderError):
     """DNS, connect or TLS failure, or a timeout within the service's own budget."""
 
     reason = "BYOK_ENDPOINT_UNREACHABLE"
+    code = code_pb2.UNAVAILABLE
 
 
 class ProviderTimedOut(ProviderUnreachable):
@@ -189,20 +288,30 @@ class ProviderUnavailable(ProviderError):
     """The provider answered 5xx or said it is overloaded."""
 
     reason = "PROVIDER_UNAVAILABLE"
+    code = code_pb2.UNAVAILABLE
 
 
 class ProviderRejectedRequest(ProviderError):
     """The provider answered 400 for the request itself (e.g. context too long)."""
 
     reason = "PROVIDER_REJECTED_REQUEST"
+    code = code_pb2.INVALID_ARGUMENT
 
 
 class DeadlineExceeded(Exception):
     """The caller's deadline ran out before the provider answered.
 
-    Not a ``LiyaError`` (no provider is at fault): it maps to DEADLINE_EXCEEDED,
-    with an ErrorInfo whose reason is ``DEADLINE_EXCEEDED``.
+    Not a ``LiyaError`` (no provider is at fault, and callers that catch
+    ``LiyaError`` must not catch it): it answers with ``code`` and an ErrorInfo
+    whose reason is ``reason``, the same class attributes a ``LiyaError`` has.
     """
+
+    reason: ClassVar[str] = "DEADLINE_EXCEEDED"
+    code: ClassVar[int] = code_pb2.DEADLINE_EXCEEDED
+    message: ClassVar[str] = "the call's deadline ran out before the provider answered"
+
+
+_checked(DeadlineExceeded, DeadlineExceeded.reason)
 
 
 class Conflict(Exception):
