@@ -26,13 +26,16 @@ RUN python -m venv /opt/liya-engine \
  && /opt/liya-engine/bin/pip install --upgrade pip==26.3
 
 WORKDIR /src
-# Only what the package is built from (README.md is the package's readme).
+# Only what the packages are built from (README.md is the server's readme;
+# clients/ is the liya-engine-client distribution the server depends on).
 COPY pyproject.toml README.md ./
 COPY server/ server/
 COPY clients/ clients/
-# A regular (non-editable) install without the dev extras; pip compiles the
+# A regular (non-editable) install without the dev extras, the client
+# distribution and the server in one pip command (the server pins
+# liya-engine-client==0.1.0, which ./clients provides); pip compiles the
 # bytecode here, so the read-only root filesystem at run time needs no writes.
-RUN /opt/liya-engine/bin/pip install . \
+RUN /opt/liya-engine/bin/pip install ./clients . \
  && /opt/liya-engine/bin/liya-engine --help > /dev/null
 
 

@@ -12,10 +12,12 @@ PROTOS := $(wildcard protos/liya/engine/v1/*.proto)
 
 install: $(STAMP) $(BUF)
 
-$(STAMP): pyproject.toml
+# The server depends on the client distribution (clients/: the generated stubs
+# and liya_engine_client); one pip command installs both, the client from here.
+$(STAMP): pyproject.toml clients/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./clients -e '.[dev]'
 	touch $@
 
 $(BUF): package.json
@@ -45,12 +47,12 @@ lint: $(STAMP) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## Proto changes must not break callers: compare with the last commit
-## (or BREAKING_AGAINST, e.g. '.git#branch=main').
-BREAKING_AGAINST ?= .git\#ref=HEAD
+## Proto changes must not break callers: compare with the last released protos
+## (a buf image checked in under protos/baseline/), or with BREAKING_AGAINST,
+## e.g. '.git#branch=main'.
+BREAKING_AGAINST ?= protos/baseline/liya-engine-v1.0.binpb
 breaking: $(BUF)
-	@if git rev-parse --verify -q HEAD >/dev/null; then \
-	  $(BUF) breaking --against '$(BREAKING_AGAINST)'; else echo "no commit to compare protos with"; fi
+	$(BUF) breaking protos --against '$(BREAKING_AGAINST)'
 
 ## Regenerate the Python stubs in clients/ from protos/.
 gen: $(STAMP)
