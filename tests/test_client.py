@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -27,6 +29,7 @@ from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import config_service_pb2_grpc as cpb_grpc
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya.engine.v1 import inference_service_pb2_grpc as ipb_grpc
+from liya.engine.v1.error_reason_pb2 import ErrorReason
 from liya_engine.fakes.providers import bind_refused_port
 
 OPENAI_KEY = "sk-" + "c" * 44 + "OPEN"
@@ -36,7 +39,7 @@ MESSAGES = [
     {"role": "user", "content": "Tell me about interviews"},
 ]
 
-# Every reason of the contract's error table.
+# Every reason of the contract's error table, which ErrorReason lists.
 CONTRACT_REASONS = {
     "BYOK_AUTH_FAILED": lc.ByokAuthFailed,
     "BYOK_QUOTA_EXCEEDED": lc.ByokQuotaExceeded,
@@ -51,7 +54,16 @@ CONTRACT_REASONS = {
     "ETAG_MISMATCH": lc.EtagMismatch,
     "INVALID_TOKEN": lc.InvalidToken,
     "KEY_DECRYPTION_FAILED": lc.KeyDecryptionFailed,
+    "STORAGE_UNAVAILABLE": lc.StorageUnavailable,
+    "BUDGET_EXCEEDED": lc.BudgetExceeded,
+    "CONCURRENCY_LIMIT_EXCEEDED": lc.ConcurrencyLimitExceeded,
+    "SERVER_OVERLOADED": lc.ServerOverloaded,
+    "DEADLINE_EXCEEDED": lc.DeadlineExceeded,
+    "INTERNAL": lc.Internal,
 }
+
+# The service's request ids: 16 random bytes in hex.
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Threaded:
@@ -147,7 +159,10 @@ async def test_client_walks_the_guide(servers, fake, connect):
     first = await client.update_config(json.loads(OPENAI_BODY))
     assert first.config.serving_provider == "openai"
     assert first.config.openai.api_key_preview == "sk-..."
-    assert any("placeholder" in w for w in first.warnings)
+    assert list(first.warnings) == [
+        "provider_config.openai.api_key looks like a placeholder, not a real key: calls fail "
+        "with BYOK_AUTH_FAILED until a real key is set"
+    ]
     await client.update_config(json.loads(ANTHROPIC_BODY))
     azure = json.loads(AZURE_BODY)
     azure["provider_config"]["azure"]["endpoint"] = fake.azure_endpoint
@@ -163,7 +178,9 @@ async def test_client_walks_the_guide(servers, fake, connect):
     assert cfg.azure.endpoint == fake.azure_endpoint
     assert cfg.model_config.strategy == "cost-optimised"
     assert dict(cfg.model_config.overrides)["mock_interview"] == "claude-sonnet-4-6"
-    assert cfg.etag and cfg.HasField("update_time")
+    assert cfg.etag == "v4"  # four writes; the validate_only one wrote nothing
+    written = cfg.update_time.ToDatetime(tzinfo=UTC)
+    assert datetime.now(UTC) - timedelta(minutes=1) < written <= datetime.now(UTC)
     assert "your-azure-key" not in json_format.MessageToJson(cfg)
 
     err = await raises(
@@ -192,7 +209,7 @@ async def test_client_walks_the_guide(servers, fake, connect):
         "byok",
     )
     assert reply.message.role == "assistant" and reply.finish_reason == "stop"
-    assert reply.usage.request_id
+    assert REQUEST_ID.fullmatch(reply.usage.request_id)
     assert fake.last_request.body["temperature"] == pytest.approx(0.2)
     reply = await client.complete("mock_interview", MESSAGES)
     assert (reply.usage.provider, reply.usage.model) == ("anthropic", "claude-sonnet-4-6")
@@ -248,7 +265,8 @@ async def test_invalid_token(servers, connect):
     await servers.start()
     err = await raises(lc.InvalidToken, connect("not-a-jwt").get_masked_config())
     assert err.code == grpc.StatusCode.UNAUTHENTICATED
-    assert err.reason == "INVALID_TOKEN" and err.request_id
+    assert (err.reason, err.message) == ("INVALID_TOKEN", "token is malformed")
+    assert REQUEST_ID.fullmatch(err.request_id)
 
 
 async def test_invalid_config_carries_field_violations(servers, connect):
@@ -258,7 +276,7 @@ async def test_invalid_config_carries_field_violations(servers, connect):
         lc.InvalidConfig, client.update_config({"provider_config": {"mode": "wizard"}})
     )
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert "provider_config.mode" in [v.field for v in err.violations]
+    assert [v.field for v in err.violations] == ["provider_config.mode"]
     assert isinstance(err, lc.InvalidArgument)
 
 
@@ -268,9 +286,13 @@ async def test_invalid_request_carries_field_violations(servers, fake, connect):
     await configure_openai(client)
     err = await raises(lc.InvalidRequest, client.complete("astrology", MESSAGES))
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert "intent" in [v.field for v in err.violations]
+    assert [v.field for v in err.violations] == ["intent"]
     err = await raises(lc.InvalidRequest, client.list_audit_entries(page_token="garbage"))
-    assert "page_token" in [v.field for v in err.violations]
+    assert err.violations == [
+        lc.FieldViolation(
+            "page_token", "must be a next_page_token from an earlier ListAuditEntries call"
+        )
+    ]
     assert not fake.requests
 
 
@@ -280,6 +302,7 @@ async def test_byok_not_configured(servers, fake, connect):
         lc.ByokNotConfigured, connect(tenant="fresh").complete("general_chat", MESSAGES)
     )
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.metadata == {"mode": "managed", "request_id": err.request_id}
 
 
 async def test_cost_limit_exceeded_tells_what_fits(servers, fake, connect):
@@ -317,11 +340,15 @@ async def test_provider_failures_become_typed_errors(servers, fake, connect, kin
     assert (err.code, err.reason) == (code, cls.REASON)
     assert isinstance(err, lc.ProviderError)
     assert (err.provider, err.model) == ("openai", "gpt-4o")
-    assert err.request_id
+    assert REQUEST_ID.fullmatch(err.request_id)
     assert OPENAI_KEY[-8:] not in str(err) + repr(err) + repr(err.metadata)
-    if kind == "rate_limit":
-        assert err.retry_delay == pytest.approx(7)
-        assert err.quota_violations and err.quota_violations[0].subject == "provider:openai"
+    # Only a rate limit carries the provider's wait (RetryInfo) and a QuotaFailure;
+    # the other failures had the same retry-after header and carry neither.
+    limited = kind == "rate_limit"
+    assert err.retry_delay == (pytest.approx(7) if limited else None)
+    assert err.quota_violations == (
+        [lc.QuotaViolation("provider:openai", err.message)] if limited else []
+    )
     # VerifyConfig answers with the same reasons.
     await raises(cls, client.verify_config())
 
@@ -386,6 +413,11 @@ async def test_key_decryption_failed(servers, fake, connect):
 
     err = await raises(lc.KeyDecryptionFailed, client.complete("general_chat", MESSAGES))
     assert err.code == grpc.StatusCode.INTERNAL
+    assert err.metadata == {
+        "provider": "openai",
+        "master_key_id": "test-1",
+        "request_id": err.request_id,
+    }
     assert len(fake.requests) == 1  # only the warm-up call reached the provider
 
 
@@ -405,13 +437,16 @@ async def test_stream_cut_mid_way_raises_typed_error(servers, fake, connect):
     client = connect()
     await configure_openai(client)
     fake.fail("openai", "stream_cut", after=3)
-    with pytest.raises(lc.LiyaError) as caught:
-        await stream(client, "general_chat", MESSAGES)
-    assert type(caught.value) in (lc.ProviderUnavailable, lc.ByokEndpointUnreachable)
-    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    # A connection that drops once the answer has started is the provider
+    # failing mid-answer (PROVIDER_UNAVAILABLE), not an unreachable endpoint.
+    err = await raises(lc.ProviderUnavailable, stream(client, "general_chat", MESSAGES))
+    assert (err.code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE")
+    assert (err.provider, err.model, err.upstream_status) == ("openai", "gpt-4o", None)
+    assert "dropped in the middle of the answer" in err.message
 
 
 def test_every_contract_reason_has_its_class():
+    assert set(CONTRACT_REASONS) == set(ErrorReason.keys()) - {"ERROR_REASON_UNSPECIFIED"}
     for reason, cls in CONTRACT_REASONS.items():
         assert cls.REASON == reason
         assert issubclass(cls, lc.LiyaError)
