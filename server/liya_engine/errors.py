@@ -43,8 +43,21 @@ declares it (``tests/test_error_reasons.py`` checks both directions).
 Internal exceptions never reach a caller as such; each is caught where it is
 turned into one of the above (or into a start-up failure):
 
-    Conflict                        an optimistic write lost (storage -> retry or ETAG_MISMATCH)
-    SettingsError                   a setting is missing or malformed (start-up stops)
+    Conflict                        storage: an optimistic write lost
+                                    (the config service retries, or ETAG_MISMATCH)
+    SettingsError                   settings: a setting is missing or malformed
+                                    (start-up stops with one line naming it)
+    MalformedAnswer                 classification: a 2xx answer that is no completion
+    +-- IncompleteAnswer            a stream that ended before its final event
+                                    (both -> PROVIDER_UNAVAILABLE; defined with the
+                                    classification in ``liya_engine.providers``)
+    ForbiddenAddress (OSError)      transport: a host resolved only to addresses the
+                                    service must not connect to
+                                    (-> BYOK_ENDPOINT_UNREACHABLE; defined with the
+                                    transport in ``liya_engine.providers.transport``)
+
+Anything else that escapes a call is a bug: the caller gets ``InternalError``'s
+answer (INTERNAL, no detail) and the log gets the traceback.
 
 Messages must be safe to show the caller: they never contain a key. Provider
 text goes through ``liya_engine.redact.scrub`` before it gets here.
