@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from liya_engine.config.model import PROVIDER_ORDER, ModelSettings, StoredProvider, TenantConfig
 from liya_engine.config.rewrap import rewrap_all
 from liya_engine.crypto.cipher import KeyCipher, Keyring, KeyringEntry, new_salt
+from liya_engine.errors import StorageUnavailable
 from liya_engine.storage import rows
 from liya_engine.storage.database import Database
 from liya_engine.storage.sqlite_reader import SqliteReader
@@ -225,3 +226,34 @@ print(json.dumps({"imported": names, "loaded": loaded}))
         "liya_engine.routing.router",
     } <= set(out["imported"])
     assert out["loaded"] == []
+
+
+# -- an outage inside a unit of work ------------------------------------------------------
+
+
+async def test_a_commit_on_a_lost_connection_is_storage_unavailable(postgres_url):
+    """The domain inside the block sees ``StorageUnavailable`` from commit, not
+    a driver error, and leaving the block does not fail again."""
+    import asyncpg
+
+    db = Database(postgres_url)
+    try:
+        await db.migrate()
+        cfg = every_field_set("acme", 1, "a")
+        async with db.unit_of_work(write=True) as uow:
+            await uow.configs.save(cfg, previous=TenantConfig("acme"), key_ids={})
+            admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+            try:  # every other connection to this database, the unit's included
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                await admin.close()
+            with pytest.raises(StorageUnavailable) as err:
+                await uow.commit()
+            assert type(err.value) is StorageUnavailable
+            assert err.value.reason == "STORAGE_UNAVAILABLE"
+        assert await db.read_config("acme") is None  # the pool reconnects; nothing landed
+    finally:
+        await db.dispose()

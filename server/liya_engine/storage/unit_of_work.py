@@ -59,5 +59,12 @@ class UnitOfWork:
             await notify.announce(self._session, tenant_id)
 
     async def commit(self) -> None:
-        """Make the unit's writes durable (and deliver its announcements)."""
-        await self._session.commit()
+        """Make the unit's writes durable (and deliver its announcements);
+        ``StorageUnavailable`` when the database cannot, so the domain inside
+        the block never sees a driver error for an outage."""
+        try:
+            await self._session.commit()
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise unavailable() from None
+            raise
