@@ -12,9 +12,11 @@ import pytest
 from helpers import auth, details_of, master_key_line
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import inference_service_pb2 as ipb
-from liya_engine.config.rewrap import rewrap_all
+from liya_engine.bootstrap import build_cipher
+from liya_engine.config.rewrap import RewrapReport, rewrap_all
 from liya_engine.settings import Settings
-from liya_engine.storage.database import ChangeListener
+from liya_engine.storage.database import Database
+from liya_engine.storage.notify import ChangeListener
 
 TTL = 0.5
 
@@ -26,6 +28,15 @@ def openai_update(key: str, model: str = "gpt-4o", etag: str = "") -> cpb.Update
             mode="byok", openai=cpb.OpenAIConfig(api_key=key, default_model=model)
         ),
     )
+
+
+async def rewrap(settings: Settings, batch_size: int) -> RewrapReport:
+    """What ``liya-engine keys rewrap`` does with these settings."""
+    db = Database(settings.database_url)
+    try:
+        return await rewrap_all(db, await build_cipher(settings, db), batch_size=batch_size)
+    finally:
+        await db.dispose()
 
 
 def hello() -> ipb.CompleteRequest:
@@ -115,13 +126,13 @@ async def test_rewrap_while_both_serve_loses_nothing(servers, postgres_url, fake
 
     settings = Settings.from_env({**servers.base_env})
     report, calls_b, calls_c, _ = await asyncio.gather(
-        rewrap_all(settings, batch_size=7),
+        rewrap(settings, batch_size=7),
         keep_calling(b, tenants),
         keep_calling(c, tenants),
         keep_updating(b),
     )
     assert report.failed == 0 and calls_b == calls_c == len(tenants)
-    leftovers = await rewrap_all(settings, batch_size=7)  # re-running finishes any stragglers
+    leftovers = await rewrap(settings, batch_size=7)  # re-running finishes any stragglers
     assert leftovers.failed == 0
     assert set(leftovers.remaining_by_key) == {"new-2"}
 

@@ -15,10 +15,12 @@ from helpers import auth, canary_key, master_key_line, stubs_for, test_env
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya_engine import cli
 from liya_engine.app import start_server
-from liya_engine.config.rewrap import rewrap_all
+from liya_engine.bootstrap import build_cipher
+from liya_engine.config.rewrap import RewrapReport, rewrap_all
 from liya_engine.crypto.cipher import KeyCipher
 from liya_engine.errors import KeyDecryptionFailed
 from liya_engine.settings import Settings, parse_master_keys
+from liya_engine.storage.database import Database
 
 AZURE = {
     "endpoint": "https://contoso.openai.azure.com",
@@ -42,8 +44,14 @@ class Rotation:
     async def start(self, keys: str):
         return await self.servers.start(LIYA_DATABASE_URL=self.db_url, LIYA_MASTER_KEYS=keys)
 
-    async def rewrap(self, keys: str, **kw):
-        return await rewrap_all(Settings.from_env(self.env(keys)), **kw)
+    async def rewrap(self, keys: str, **kw) -> RewrapReport:
+        """What ``liya-engine keys rewrap`` does with these master keys."""
+        settings = Settings.from_env(self.env(keys))
+        db = Database(settings.database_url)
+        try:
+            return await rewrap_all(db, await build_cipher(settings, db), **kw)
+        finally:
+            await db.dispose()
 
 
 async def set_keys(stubs, tenant: str, keys: dict[str, str]) -> cpb.MaskedConfig:

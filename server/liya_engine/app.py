@@ -1,5 +1,11 @@
 """Wiring and lifecycle: build the services from settings, serve gRPC, stop
-gracefully (health NOT_SERVING first, then drain in-flight calls)."""
+gracefully (health NOT_SERVING first, then drain in-flight calls).
+
+This is where the domain meets its adapters: the ``Database`` (storage) is
+handed to the domain as the ports it owns (``config.ports.ConfigStore`` for
+the config service, ``SaltStore`` for the keyring); the domain never imports
+storage itself.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
 from liya_engine.bootstrap import build_cipher
+from liya_engine.config.ports import ConfigStore, SaltStore
 from liya_engine.config.service import ConfigService
 from liya_engine.crypto.cipher import KeyCipher
 from liya_engine.identity import TokenVerifier
@@ -78,12 +85,14 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         if migrate:
             revision = await db.migrate()
             log.info("database schema at revision %s (migrated on start)", revision)
-        cipher = await build_cipher(settings, db)
+        salts: SaltStore = db
+        cipher = await build_cipher(settings, salts)
     except BaseException:
         await db.dispose()
         raise
     metrics = Metrics()
-    configs = ConfigService(db, cipher, catalog, settings)
+    store: ConfigStore = db
+    configs = ConfigService(store, cipher, catalog, settings)
     tenants = TenantCache(
         configs,
         cipher,

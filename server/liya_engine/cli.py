@@ -105,12 +105,23 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rewrap(args: argparse.Namespace) -> int:
+    from liya_engine.bootstrap import build_cipher
     from liya_engine.config.rewrap import rewrap_all
     from liya_engine.logs import configure_logging
+    from liya_engine.storage.database import Database
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
-    report = asyncio.run(rewrap_all(settings, batch_size=args.batch_size))
+
+    async def run():
+        db = Database(settings.database_url)
+        try:
+            cipher = await build_cipher(settings, db)
+            return await rewrap_all(db, cipher, batch_size=args.batch_size)
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
     print(report.summary())
     return 0 if report.failed == 0 else 1
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from liya_engine.config.ports import ConfigStore
+from liya_engine.crypto.cipher import KeyCipher
 from liya_engine.errors import KeyDecryptionFailed
-from liya_engine.settings import Settings
-from liya_engine.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -42,45 +42,40 @@ class RewrapReport:
 
 
 async def rewrap_all(
-    settings: Settings, *, batch_size: int = 200, db: Database | None = None
+    store: ConfigStore, cipher: KeyCipher, *, batch_size: int = 200
 ) -> RewrapReport:
-    from liya_engine.bootstrap import build_cipher
+    """Re-encrypt every key in ``store`` not under ``cipher``'s primary master
+    key; the report says what was done and what is left, by master key.
 
-    own_db = db is None
-    db = db or Database(settings.database_url)
-    try:
-        cipher = await build_cipher(settings, db)
-        primary = cipher.keyring.primary_id
-        report = RewrapReport(primary)
-        after: tuple[str, str] | None = None
-        while True:
-            async with db.unit_of_work(write=True) as uow:
-                batch = await uow.configs.stale_ciphertexts(primary, batch_size, after)
-                if not batch:
-                    break
-                for tenant_id, provider, blob in batch:
-                    after = (tenant_id, provider)
-                    try:
-                        new = cipher.rewrap(
-                            blob, tenant_id=tenant_id, provider=provider, field="api_key"
-                        )
-                    except KeyDecryptionFailed as exc:
-                        report.failed += 1
-                        report.failures.append(
-                            f"tenant {tenant_id} provider {provider} ({exc.message})"
-                        )
-                        continue
-                    if await uow.configs.replace_ciphertext(
-                        tenant_id, provider, blob, new, primary
-                    ):
-                        report.rewrapped += 1
-                    else:
-                        report.skipped_changed += 1
-                await uow.commit()
-            log.info("rewrap: %d done so far", report.rewrapped)
-        async with db.unit_of_work() as uow:
-            report.remaining_by_key = await uow.configs.count_by_master_key()
-        return report
-    finally:
-        if own_db:
-            await db.dispose()
+    The caller builds both (``liya-engine keys rewrap`` from settings) and
+    owns their lifetime.
+    """
+    primary = cipher.keyring.primary_id
+    report = RewrapReport(primary)
+    after: tuple[str, str] | None = None
+    while True:
+        async with store.unit_of_work(write=True) as uow:
+            batch = await uow.configs.stale_ciphertexts(primary, batch_size, after)
+            if not batch:
+                break
+            for tenant_id, provider, blob in batch:
+                after = (tenant_id, provider)
+                try:
+                    new = cipher.rewrap(
+                        blob, tenant_id=tenant_id, provider=provider, field="api_key"
+                    )
+                except KeyDecryptionFailed as exc:
+                    report.failed += 1
+                    report.failures.append(
+                        f"tenant {tenant_id} provider {provider} ({exc.message})"
+                    )
+                    continue
+                if await uow.configs.replace_ciphertext(tenant_id, provider, blob, new, primary):
+                    report.rewrapped += 1
+                else:
+                    report.skipped_changed += 1
+            await uow.commit()
+        log.info("rewrap: %d done so far", report.rewrapped)
+    async with store.unit_of_work() as uow:
+        report.remaining_by_key = await uow.configs.count_by_master_key()
+    return report

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed in by ``Database.migrate``."""
+"""Alembic environment: runs on the connection handed in by ``upgrade`` (this package)."""
 
 from alembic import context
 
