@@ -1,7 +1,14 @@
 """Domain objects of a tenant's configuration, free of protobuf and SQL.
 
-Keys appear here only as ciphertext plus the preview computed when they were
-written, so a read never needs to decrypt.
+Stored keys appear here only as ciphertext plus the preview computed when they
+were written, so a read never needs to decrypt. While an update is being
+applied, a key it sets waits as ``StoredProvider.pending_key`` until the
+service seals it (only when it writes).
+
+The field tables below (``PROVIDER_FIELDS``, ``MODEL_FIELDS``, ``MODEL_MAPS``)
+name the fields of the API's config messages: the one list the request
+conversion, the path grammar, the change types and the masked view derive
+theirs from.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from datetime import datetime
 from typing import Final
 
 from liya_engine.providers import facts
+from liya_engine.secret import Secret
 
 MODE_BYOK: Final = "byok"
 MODE_MANAGED: Final = "managed"
@@ -18,17 +26,31 @@ MODES: Final = (MODE_BYOK, MODE_MANAGED)
 DEFAULT_MODE: Final = MODE_MANAGED
 
 STRATEGIES: Final = ("default", "cost-optimised", "quality-optimised", "latency-optimised")
+KEY_FIELD: Final = "api_key"
+"""The one secret field of each provider message; stored only sealed."""
 PROVIDER_FIELDS: Final = {
-    "openai": ("api_key", "default_model"),
-    "anthropic": ("api_key", "default_model"),
-    "azure": ("api_key", "endpoint", "deployment_name", "api_version"),
+    "openai": (KEY_FIELD, "default_model"),
+    "anthropic": (KEY_FIELD, "default_model"),
+    "azure": (KEY_FIELD, "endpoint", "deployment_name", "api_version"),
 }
+"""Each provider message's fields, in proto order. Every field but the key is a
+``StoredProvider`` attribute of the same name."""
+MODEL_FIELDS: Final = ("strategy", "overrides", "cost_limit_usd_per_request")
+"""``ModelConfig``'s fields, in proto order; each a ``ModelSettings`` attribute."""
+MODEL_MAPS: Final = {"overrides": "intent"}
+"""The map fields of ``ModelConfig`` and what their keys name. Without a mask,
+entries merge one by one into the stored map."""
 PROVIDER_ORDER: Final = facts.PRECEDENCE  # precedence, highest first
 
 
 @dataclass(frozen=True, slots=True)
 class StoredProvider:
-    """One provider's settings as stored: ciphertext, never the key."""
+    """One provider's settings as stored: ciphertext, never the key.
+
+    ``pending_key`` exists only inside an update: the key it sets, not yet
+    sealed. The service seals it before anything is written, so a config read
+    from storage or cached never has one.
+    """
 
     api_key_ciphertext: bytes | None = field(default=None, repr=False)
     api_key_preview: str = ""
@@ -36,10 +58,11 @@ class StoredProvider:
     endpoint: str = ""
     deployment_name: str = ""
     api_version: str = ""
+    pending_key: Secret | None = field(default=None, repr=False)
 
     @property
     def configured(self) -> bool:
-        return self.api_key_ciphertext is not None
+        return self.api_key_ciphertext is not None or self.pending_key is not None
 
     @property
     def empty(self) -> bool:
@@ -99,13 +122,18 @@ class AuditEntry:
 
 
 CLEAR: Final = object()
-"""Marks a patch value that removes the field (a masked path with no value)."""
+"""Marks a ``Change`` value that removes the field (a masked path with no value)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One field of an update: a path such as ``provider_config.openai.api_key``
-    and the new value, or ``CLEAR``. Values of ``api_key`` paths are ``Secret``."""
+    """One field of an update written as its path, such as
+    ``provider_config.openai.api_key``, and the new value, or ``CLEAR``.
+    Values of ``api_key`` paths are ``Secret``.
+
+    A convenience for scripts and tests: ``ConfigService.update`` turns each
+    into the typed change of ``liya_engine.config.changes`` through the one
+    path grammar (``liya_engine.config.patch.change_at``)."""
 
     path: str
     value: object

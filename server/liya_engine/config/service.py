@@ -1,63 +1,53 @@
 """Config plane use cases: read the masked config, apply a patch, list audit.
 
-Plain async code: it never imports grpc. The servicer hands it ``Change``
-lists; it validates, encrypts keys, writes config and audit entry in one
-transaction with optimistic concurrency, and tells listeners what changed.
+Plain async code: it never imports grpc. The servicer hands it the typed
+changes of ``liya_engine.config.changes`` (built once from the request by
+``liya_engine.config.patch``). An update:
+
+1. checks every change alone and reports all violations, before any I/O;
+2. in one transaction, reads the stored config (locked for update), checks the
+   etag, applies the changes and the whole-config rules;
+3. keeps the stored ciphertext for a key sent again unchanged, and keeps only
+   the changed paths whose value really differs from the stored one: a resend
+   of identical values writes nothing, bumps no version and audits nothing;
+4. unless ``validate_only``, seals the new keys (the only place that
+   encrypts), writes config and audit entry with optimistic concurrency, and
+   tells listeners what changed.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
+from liya_engine.config import audit_pages, keys, patch, paths
 from liya_engine.config import validation as v
-from liya_engine.config.model import (
-    CLEAR,
-    DEFAULT_MODE,
-    PROVIDER_FIELDS,
-    AuditEntry,
-    Change,
-    ModelSettings,
-    StoredProvider,
-    TenantConfig,
-)
-from liya_engine.config.ports import ConfigStore
+from liya_engine.config.changes import ConfigChange, Rules
+from liya_engine.config.keys import key_preview as key_preview  # re-exported for scripts
+from liya_engine.config.model import AuditEntry, Change, TenantConfig
+from liya_engine.config.ports import ConfigStore, UnitOfWork
 from liya_engine.crypto.cipher import KeyCipher
-from liya_engine.errors import Conflict, EtagMismatch, FieldViolation, InvalidConfig, InvalidRequest
+from liya_engine.errors import Conflict, EtagMismatch, FieldViolation, InvalidConfig
 from liya_engine.identity import Identity
-from liya_engine.providers import facts
 from liya_engine.redact import safe_to_echo
 from liya_engine.routing.catalog import Catalog
-from liya_engine.secret import Secret
 from liya_engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-_OVERRIDE_PREFIX = "model_config.overrides."
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
-_MAX_ID = 2**63 - 1
-
-
-def key_preview(key: Secret) -> str:
-    """A known prefix and at most the last four characters: ``sk-...a1b2``.
-
-    Short keys show no tail, so a preview never reveals a meaningful share.
-    """
-    value = key.reveal()
-    prefix = next((p for p in facts.KEY_PREFIXES if value.startswith(p)), "")
-    prefix = prefix.rstrip("-") + "-" if prefix else ""
-    tail = value[-4:] if len(value) >= 20 else ""
-    return f"{prefix}...{tail}"
 
 
 @dataclass(frozen=True, slots=True)
 class UpdateResult:
+    """The config after the update and the warnings about it. Under
+    ``validate_only`` the config is the one that would be written, its new
+    keys still pending (unsealed)."""
+
     config: TenantConfig
     warnings: list[str]
 
@@ -77,7 +67,14 @@ class ConfigService:
         self._db = db
         self._cipher = cipher
         self._catalog = catalog
-        self._settings = settings
+        self._rules = Rules(
+            catalog,
+            partial(
+                v.check_endpoint,
+                allowlist=settings.azure_endpoint_allowlist,
+                allow_insecure=settings.allow_insecure_endpoints,
+            ),
+        )
         self._clock = clock
         self._listeners: list[Callable[[str], None]] = []
 
@@ -98,13 +95,17 @@ class ConfigService:
         self,
         who: Identity,
         request_id: str,
-        changes: Sequence[Change],
+        changes: Sequence[ConfigChange | Change],
         *,
         etag: str = "",
         validate_only: bool = False,
     ) -> UpdateResult:
-        """Apply ``changes`` as one PATCH; see the module docstring."""
-        violations = self._check_fields(changes)
+        """Apply ``changes`` as one PATCH; see the module docstring.
+
+        A ``Change`` (path and value) is read into typed changes first.
+        """
+        typed = _typed(changes)
+        violations = [x for change in typed for x in change.check(self._rules)]
         if violations:
             raise InvalidConfig(_summary(violations), violations)
         for _attempt in range(MAX_ATTEMPTS):
@@ -115,32 +116,16 @@ class ConfigService:
                 if etag and etag != current.etag:
                     self._changed(who.tenant_id)  # a stale local copy is why the etag was old
                     raise _etag_mismatch(etag, current.etag)
-                new, changed, key_ids = self._apply(current, changes)
+                new, changed = self._patched(current, typed)
                 violations = v.check_complete(new)
                 if violations:
                     raise InvalidConfig(_summary(violations), violations)
-                warnings = v.warnings_for(new, self._catalog) + self._key_warnings(changes)
+                warnings = v.warnings_for(new, self._catalog)
+                warnings += [w for change in typed for w in change.warnings()]
                 if validate_only or not changed:
-                    return UpdateResult(current if not changed else new, warnings)
-                now = self._clock()
-                new = replace(new, version=current.version + 1, update_time=now)
+                    return UpdateResult(new if changed else current, warnings)
                 try:
-                    await uow.configs.save(new, previous=current, key_ids=key_ids)
-                    await uow.audit.add(
-                        tenant_id=who.tenant_id,
-                        actor=who.actor,
-                        request_id=request_id,
-                        create_time=now,
-                        changed_paths=changed,
-                        mode_before=current.mode,
-                        mode_after=new.mode,
-                    )
-                    await uow.announce_change(who.tenant_id)
-                    try:
-                        await uow.commit()
-                    finally:
-                        # Also when cancelled mid-commit: the write may have landed.
-                        self._changed(who.tenant_id)
+                    new = await self._write(uow, who, request_id, current, new, changed)
                 except Conflict:
                     if etag:
                         self._changed(who.tenant_id)
@@ -156,164 +141,73 @@ class ConfigService:
     async def list_audit(
         self, tenant_id: str, page_size: int, page_token: str
     ) -> tuple[list[AuditEntry], str]:
-        if page_size < 0:
-            raise InvalidRequest(
-                "page_size must not be negative",
-                [FieldViolation("page_size", "must be 0 (default) to 100")],
-            )
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        before = _decode_token(page_token) if page_token else None
+        """One page of the tenant's audit entries, newest first, and the token
+        of the next page ("" after the last)."""
+        size = audit_pages.page_size(page_size)
+        before = audit_pages.decode_token(page_token) if page_token else None
         async with self._db.unit_of_work() as uow:
             entries = await uow.audit.list(tenant_id, limit=size + 1, before_id=before)
         more = len(entries) > size
         entries = entries[:size]
-        token = _encode_token(entries[-1].id) if more and entries else ""
+        token = audit_pages.encode_token(entries[-1].id) if more and entries else ""
         return entries, token
 
     # -- helpers -------------------------------------------------------------
 
-    def _check_fields(self, changes: Sequence[Change]) -> list[FieldViolation]:
-        s = self._settings
-        out: list[FieldViolation] = []
-        for ch in changes:
-            if ch.value is CLEAR:
-                continue
-            parts = ch.path.split(".")
-            path, val = ch.path, ch.value
-            if path == "provider_config.mode":
-                out += v.check_mode(path, val)
-            elif parts[0] == "provider_config" and len(parts) == 3:
-                provider, fld = parts[1], parts[2]
-                if fld == "api_key":
-                    out += v.check_api_key(provider, path, val)
-                elif fld == "default_model":
-                    out += v.check_model(path, val)
-                elif fld == "endpoint":
-                    out += v.check_endpoint(
-                        path,
-                        val,
-                        allowlist=s.azure_endpoint_allowlist,
-                        allow_insecure=s.allow_insecure_endpoints,
-                    )
-                elif fld == "deployment_name":
-                    out += v.check_deployment(path, val)
-                elif fld == "api_version":
-                    out += v.check_api_version(path, val)
-            elif path == "model_config.strategy":
-                out += v.check_strategy(path, val)
-            elif path == "model_config.cost_limit_usd_per_request":
-                out += v.check_cost_limit(path, val)
-            elif path == "model_config.overrides":
-                for intent, model in val.items():
-                    out += v.check_intent(v.override_path(intent), intent, self._catalog)
-                    out += v.check_model(v.override_path(intent), model)
-            elif path.startswith(_OVERRIDE_PREFIX):
-                intent = path.removeprefix(_OVERRIDE_PREFIX)
-                out += v.check_intent(v.override_path(intent), intent, self._catalog)
-                out += v.check_model(v.override_path(intent), val)
-        return out
+    def _patched(
+        self, current: TenantConfig, changes: Sequence[ConfigChange]
+    ) -> tuple[TenantConfig, list[str]]:
+        """``current`` with ``changes`` applied and any resent key kept as
+        stored, and the leaf paths whose value now differs from ``current``,
+        in the order the changes first touched them."""
+        new, touched = current, dict[str, None]()
+        for change in changes:
+            new, changed = change.apply(new)
+            touched.update(dict.fromkeys(changed))
+        new = keys.keep_stored(current, new, self._cipher)
+        before, after = paths.leaf_values(current), paths.leaf_values(new)
+        return new, [path for path in touched if before.get(path) != after.get(path)]
 
-    def _key_warnings(self, changes: Sequence[Change]) -> list[str]:
-        return [
-            f"{ch.path} looks like a placeholder, not a real key: calls fail with "
-            "BYOK_AUTH_FAILED until a real key is set"
-            for ch in changes
-            if ch.path.endswith(".api_key")
-            and isinstance(ch.value, Secret)
-            and v.looks_like_placeholder(ch.value)
-        ]
+    async def _write(
+        self,
+        uow: UnitOfWork,
+        who: Identity,
+        request_id: str,
+        current: TenantConfig,
+        new: TenantConfig,
+        changed: list[str],
+    ) -> TenantConfig:
+        """Seal the new keys, save ``new`` with its audit entry and commit;
+        ``Conflict`` if another writer got there first."""
+        now = self._clock()
+        new = replace(keys.seal(new, self._cipher), version=current.version + 1, update_time=now)
+        await uow.configs.save(new, previous=current, key_ids=keys.master_key_ids(new))
+        await uow.audit.add(
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            request_id=request_id,
+            create_time=now,
+            changed_paths=changed,
+            mode_before=current.mode,
+            mode_after=new.mode,
+        )
+        await uow.announce_change(who.tenant_id)
+        try:
+            await uow.commit()
+        finally:
+            # Also when cancelled mid-commit: the write may have landed.
+            self._changed(who.tenant_id)
+        return new
 
-    def _apply(
-        self, current: TenantConfig, changes: Sequence[Change]
-    ) -> tuple[TenantConfig, list[str], dict[str, str]]:
-        """Return the patched config, the leaf paths that changed, and the
-        master key id of each provider's ciphertext."""
-        cfg = current
-        changed: list[str] = []
 
-        def mark(path: str) -> None:
-            if path not in changed:
-                changed.append(path)
-
-        for ch in changes:
-            parts = ch.path.split(".")
-            if ch.path == "provider_config.mode":
-                mode = DEFAULT_MODE if ch.value is CLEAR else ch.value
-                if mode != cfg.mode:
-                    cfg = replace(cfg, mode=mode)
-                    mark(ch.path)
-            elif parts[0] == "provider_config" and len(parts) == 2:
-                if not cfg.provider(parts[1]).empty:
-                    for fld in PROVIDER_FIELDS[parts[1]]:
-                        if (fld == "api_key" and cfg.provider(parts[1]).configured) or (
-                            fld != "api_key" and getattr(cfg.provider(parts[1]), fld)
-                        ):
-                            mark(f"{ch.path}.{fld}")
-                    cfg = cfg.with_provider(parts[1], StoredProvider())
-            elif parts[0] == "provider_config":
-                provider, fld = parts[1], parts[2]
-                old = cfg.provider(provider)
-                if fld == "api_key":
-                    if ch.value is CLEAR:
-                        if not old.configured:
-                            continue
-                        new = replace(old, api_key_ciphertext=None, api_key_preview="")
-                    else:
-                        blob = self._cipher.encrypt(
-                            ch.value, tenant_id=cfg.tenant_id, provider=provider, field="api_key"
-                        )
-                        new = replace(
-                            old, api_key_ciphertext=blob, api_key_preview=key_preview(ch.value)
-                        )
-                else:
-                    value = "" if ch.value is CLEAR else ch.value
-                    if getattr(old, fld) == value:
-                        continue
-                    new = replace(old, **{fld: value})
-                cfg = cfg.with_provider(provider, new)
-                mark(ch.path)
-            elif ch.path == "model_config":
-                if cfg.model != ModelSettings():
-                    cfg = replace(cfg, model=ModelSettings())
-                    mark(ch.path)
-            elif ch.path == "model_config.strategy":
-                value = "" if ch.value is CLEAR else v.normalise_strategy(ch.value)
-                if value != cfg.model.strategy:
-                    cfg = replace(cfg, model=replace(cfg.model, strategy=value))
-                    mark(ch.path)
-            elif ch.path == "model_config.cost_limit_usd_per_request":
-                value = None if ch.value is CLEAR else float(ch.value)
-                if value != cfg.model.cost_limit_usd_per_request:
-                    cfg = replace(cfg, model=replace(cfg.model, cost_limit_usd_per_request=value))
-                    mark(ch.path)
-            elif ch.path == "model_config.overrides":
-                value = {} if ch.value is CLEAR else dict(ch.value)
-                if value != cfg.model.overrides:
-                    cfg = replace(cfg, model=replace(cfg.model, overrides=value))
-                    mark(ch.path)
-            elif ch.path.startswith(_OVERRIDE_PREFIX):
-                intent = ch.path.removeprefix(_OVERRIDE_PREFIX)
-                overrides = dict(cfg.model.overrides)
-                if ch.value is CLEAR:
-                    if overrides.pop(intent, None) is None:
-                        continue
-                elif overrides.get(intent) == ch.value:
-                    continue
-                else:
-                    overrides[intent] = ch.value
-                cfg = replace(cfg, model=replace(cfg.model, overrides=overrides))
-                mark(ch.path)
-            else:  # the servicer only builds the paths above
-                raise InvalidConfig(
-                    f"unsupported field path {ch.path}",
-                    [FieldViolation("update_mask", f"unknown path {ch.path}")],
-                )
-        key_ids = {
-            name: KeyCipher.key_id_of(p.api_key_ciphertext) or ""
-            for name, p in cfg.providers.items()
-            if p.api_key_ciphertext is not None
-        }
-        return cfg, changed, key_ids
+def _typed(changes: Sequence[ConfigChange | Change]) -> list[ConfigChange]:
+    out: list[ConfigChange] = []
+    for change in changes:
+        if isinstance(change, Change):
+            out += patch.changes_at(change.path, change.value)
+        else:
+            out.append(change)
+    return out
 
 
 _ETAG_SHAPE = re.compile(r"^v\d{1,12}$")
@@ -334,27 +228,3 @@ def _summary(violations: Sequence[FieldViolation]) -> str:
     first = violations[0]
     more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
     return f"invalid configuration: {first.field} {first.description}{more}"
-
-
-def _encode_token(before_id: int) -> str:
-    return base64.urlsafe_b64encode(f"a1:{before_id}".encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        tag, _, num = raw.partition(":")
-        # ASCII digits only, and within the id column's range: anything else
-        # would reach the database and fail there as an internal error.
-        if tag != "a1" or not num.isascii() or not num.isdigit() or int(num) > _MAX_ID:
-            raise ValueError
-        return int(num)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest(
-            "page_token is not valid",
-            [
-                FieldViolation(
-                    "page_token", "must be a next_page_token from an earlier ListAuditEntries call"
-                )
-            ],
-        ) from None
