@@ -22,6 +22,7 @@ from liya_engine.crypto.master_keys import MASTER_KEY_BYTES, MasterKey, parse_ma
 from liya_engine.errors import SettingsError
 from liya_engine.secret import Secret
 from liya_engine.settings_schema import (
+    UNSET,
     Setting,
     boolean,
     choice,
@@ -309,6 +310,17 @@ def describe() -> str:
     return "\n".join(lines)
 
 
+def markdown_table() -> str:
+    """The table as docs/operations.md shows it (a test keeps the two equal)."""
+    lines = ["| variable | meaning | default |", "| --- | --- | --- |"]
+    for f, row in all_settings():
+        names = " / ".join(f"`{name}`" for name in row.variables)
+        default = default_text(f)
+        shown = default if default == UNSET else f"`{default}`"
+        lines.append(f"| {names} | {row.help} | {shown} |")
+    return "\n".join(lines)
+
+
 # The names other modules import from here.
 __all__ = [
     "EVENT_LOOPS",
@@ -320,6 +332,7 @@ __all__ = [
     "SettingsError",
     "all_settings",
     "describe",
+    "markdown_table",
     "parse_master_keys",
     "variables",
 ]

@@ -27,6 +27,8 @@ from liya_engine.secret import Secret
 Parser = Callable[[str, str], Any]
 
 _ROW = "liya_setting"
+#: How a setting without a default shows in the docs and in ``--help``.
+UNSET = "unset"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -100,7 +102,7 @@ def read_settings(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
 def default_text(f: dataclasses.Field) -> str:
     """The default of a setting's field as the docs and ``--help`` show it."""
     if f.default is dataclasses.MISSING or f.default in (None, (), ""):
-        return "unset"
+        return UNSET
     if isinstance(f.default, bool):
         return str(f.default).lower()
     if isinstance(f.default, tuple):
