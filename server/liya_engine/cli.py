@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import secrets
 import sys
@@ -14,19 +15,19 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from liya_engine.errors import SettingsError
-from liya_engine.settings import Settings
+from liya_engine.settings import Settings, all_settings, describe
 
 DEV_DIR = Path(".dev")
 DEV_MASTER_KEYS = DEV_DIR / "master-keys"
 DEV_JWT_SECRET = DEV_DIR / "jwt-secret"
 
 
-def _dev_environment() -> None:
-    """Create (once) and point the environment at development secrets in ./.dev.
+def _dev_settings(settings: Settings) -> Settings:
+    """Fill in development secrets from ./.dev (created once) where none is set.
 
     Only with ``--dev``: production settings never fall back to these.
     """
-    from liya_engine.crypto.cipher import generate_master_key_line
+    from liya_engine.crypto.master_keys import generate_master_key_line
 
     created = []
     DEV_DIR.mkdir(mode=0o700, exist_ok=True)
@@ -44,29 +45,45 @@ def _dev_environment() -> None:
             "(for local use only; never use them in production)",
             file=sys.stderr,
         )
-    if not (os.environ.get("LIYA_MASTER_KEYS") or os.environ.get("LIYA_MASTER_KEYS_FILE")):
-        os.environ["LIYA_MASTER_KEYS_FILE"] = str(DEV_MASTER_KEYS.resolve())
-    if not (
-        os.environ.get("LIYA_JWT_HS256_SECRET")
-        or os.environ.get("LIYA_JWT_HS256_SECRET_FILE")
-        or os.environ.get("LIYA_JWT_PUBLIC_KEY_FILE")
-    ):
-        os.environ["LIYA_JWT_HS256_SECRET_FILE"] = str(DEV_JWT_SECRET.resolve())
+    dev: dict[str, object] = {}
+    if not settings.master_keys:
+        dev["master_keys"] = _from_file("master_keys", DEV_MASTER_KEYS)
+    if settings.jwt_hs256_secret is None and settings.jwt_public_key_pem is None:
+        dev["jwt_hs256_secret"] = _from_file("jwt_hs256_secret", DEV_JWT_SECRET)
+    return dataclasses.replace(settings, **dev)
+
+
+def _from_file(field_name: str, path: Path) -> object:
+    return Settings.parse(field_name, path.read_text(encoding="utf-8"), str(path))
+
+
+#: Flags that override a setting: argparse dest -> Settings field.
+_FLAG_FIELDS = {
+    "listen": "listen_address",
+    "database_url": "database_url",
+    "metrics_address": "metrics_address",
+    "workers": "workers",
+}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if getattr(args, "dev", False):
-        _dev_environment()
-    for flag, var in (
-        ("listen", "LIYA_LISTEN_ADDRESS"),
-        ("database_url", "LIYA_DATABASE_URL"),
-        ("metrics_address", "LIYA_METRICS_ADDRESS"),
-        ("workers", "LIYA_WORKERS"),
-    ):
-        value = getattr(args, flag, None)
+    """The settings from the environment, with the command's flags applied.
+
+    A flag's value passes the same checks as its variable, and the variable it
+    overrides (with its ``*_FILE`` variant) is not read at all.
+    """
+    overrides = {}
+    for dest, field_name in _FLAG_FIELDS.items():
+        value = getattr(args, dest, None)
         if value is not None:
-            os.environ[var] = str(value)
-    return Settings.from_env()
+            flag = "--" + dest.replace("_", "-")
+            overrides[field_name] = Settings.parse(field_name, str(value), flag)
+    overridden = {
+        name for f, row in all_settings() if f.name in overrides for name in row.variables
+    }
+    env = {name: value for name, value in os.environ.items() if name not in overridden}
+    settings = dataclasses.replace(Settings.from_env(env), **overrides)
+    return _dev_settings(settings) if getattr(args, "dev", False) else settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -170,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the gRPC API (migrates the database on start)",
         description="Serve the gRPC API until SIGTERM/SIGINT, then drain "
         "in-flight calls. The database schema is migrated on start.",
+        epilog="environment variables (read once at start; flags override them):\n" + describe(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--listen", metavar="HOST:PORT", help="overrides LIYA_LISTEN_ADDRESS")
     p.add_argument("--database-url", metavar="URL", help="overrides LIYA_DATABASE_URL")

@@ -40,13 +40,10 @@ and nothing else: no bytes of the blob, the key or the plaintext.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime as dt
 import functools
 import os
 import re
-import secrets
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
@@ -54,11 +51,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from liya_engine.crypto.master_keys import MASTER_KEY_BYTES
+
+# Re-exported for callers of the cipher; the LIYA_MASTER_KEYS format lives in master_keys.
+from liya_engine.crypto.master_keys import generate_master_key_line as generate_master_key_line
 from liya_engine.errors import KeyDecryptionFailed
 from liya_engine.secret import Secret
 
 SALT_BYTES = 32
-MASTER_KEY_BYTES = 32
 FORMAT_VERSION = 0x01
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -70,8 +70,6 @@ _HKDF_CONTEXT = b"liya-engine/byok/v1"
 _LENGTH_PREFIX_BYTES = 4
 # Printable ASCII without space: an id that shows unambiguously in logs and errors.
 _HEADER_KEY_ID = re.compile(rb"[\x21-\x7e]{1,255}")
-# What LIYA_MASTER_KEYS accepts (settings.parse_master_keys).
-_SETTINGS_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # (master key id, header bytes, nonce, ciphertext + tag)
 _Parsed = tuple[str, bytes, bytes, bytes]
@@ -80,22 +78,6 @@ _Parsed = tuple[str, bytes, bytes, bytes]
 def new_salt() -> bytes:
     """Return a fresh random HKDF salt to store alongside a new master key."""
     return os.urandom(SALT_BYTES)
-
-
-def generate_master_key_line(key_id: str | None = None) -> str:
-    """Return ``key_id:base64(32 random bytes)``, one ``LIYA_MASTER_KEYS`` entry.
-
-    The default id is ``mk-YYYYMMDD-xxxx`` (today's UTC date and 4 random hex
-    digits), so ids sort by age and rarely collide. A given ``key_id`` must be
-    1-64 of ``[A-Za-z0-9_-]``; ``ValueError`` otherwise.
-    """
-    if key_id is None:
-        today = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
-        key_id = f"mk-{today}-{secrets.token_hex(2)}"
-    elif not _SETTINGS_KEY_ID.fullmatch(key_id):
-        raise ValueError("key id must be 1-64 of [A-Za-z0-9_-]")
-    material = base64.b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).decode("ascii")
-    return f"{key_id}:{material}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
