@@ -267,3 +267,15 @@ def test_serve_stops_with_one_line_naming_the_variable(tmp_path, variable, raw, 
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [line]
     assert "Traceback" not in proc.stderr
+
+
+def test_reading_settings_loads_no_crypto_storage_or_transport_library():
+    code = (
+        "import sys, liya_engine.settings; "
+        "print(sorted(m for m in ('cryptography', 'sqlalchemy', 'grpc', 'aiohttp') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [BIN / "python", "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
