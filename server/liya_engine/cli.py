@@ -74,10 +74,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     """
     overrides = {}
     for dest, field_name in _FLAG_FIELDS.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            flag = "--" + dest.replace("_", "-")
-            overrides[field_name] = Settings.parse(field_name, str(value), flag)
+        raw = getattr(args, dest, None)
+        flag = "--" + dest.replace("_", "-")
+        value = None if raw is None else Settings.parse(field_name, str(raw), flag)
+        if value is not None:  # an empty flag counts as not given, like an empty variable
+            overrides[field_name] = value
     overridden = {
         name for f, row in all_settings() if f.name in overrides for name in row.variables
     }
