@@ -58,7 +58,7 @@ class StoredProvider:
     endpoint: str = ""
     deployment_name: str = ""
     api_version: str = ""
-    pending_key: Secret | None = field(default=None, repr=False)
+    pending_key: Secret | None = field(default=None, repr=False, metadata={"stored": False})
 
     @property
     def configured(self) -> bool:

@@ -21,8 +21,11 @@ from sqlalchemy import Select, bindparam, select
 from liya_engine.config.model import AuditEntry, ModelSettings, StoredProvider, TenantConfig
 from liya_engine.storage.tables import AuditEntryRow, ProviderCredentialRow, TenantConfigRow
 
-# Columns of provider_credentials holding StoredProvider's fields, same names.
-PROVIDER_COLUMNS: Final = tuple(f.name for f in fields(StoredProvider))
+# Columns of provider_credentials holding StoredProvider's fields, same names
+# (fields marked ``stored: False``, such as a key not yet sealed, have none).
+PROVIDER_COLUMNS: Final = tuple(
+    f.name for f in fields(StoredProvider) if f.metadata.get("stored", True)
+)
 
 
 def utc(value: datetime | None) -> datetime | None:
