@@ -25,3 +25,10 @@ scrubbing treats what follows as the secret part."""
 
 ANTHROPIC_KEY_PREFIX: Final = "sk-ant-"
 OPENAI_KEY_PREFIX: Final = "sk-"
+
+DASHBOARDS: Final = {
+    OPENAI: "your OpenAI dashboard",
+    ANTHROPIC: "the Anthropic Console",
+    AZURE: "the Azure portal",
+}
+"""Where a tenant manages each provider's keys, plan and limits, as messages name it."""
