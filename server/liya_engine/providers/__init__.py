@@ -6,5 +6,6 @@ transport under them (``transport``), provider facts (``facts``), and failure
 handling in three parts: facts from SDK exceptions (``classify``), the pure
 decision tables (``failures``) and each provider's wording (``wording``,
 ``azure_wording``). This package may import the SDKs, httpx2 and aiohttp and
-the domain's ports and policies; the domain never imports it.
+the domain's ports and policies; of this package the domain imports only
+``facts``, which is pure data.
 """
