@@ -406,6 +406,7 @@ async def test_redirect_is_not_followed(fake, adapters, provider):
     fake.fail(provider, "redirect", location=f"{fake.base_url}/v1/chat/completions")
     with pytest.raises(ProviderUnreachable) as caught:
         await adapters[provider].complete(creds_for(fake, provider), make_request(provider))
+    assert caught.type is ProviderUnreachable
     assert caught.value.upstream_status == 307
     assert "redirect" in caught.value.message
     assert len(fake.requests) == 1
@@ -470,14 +471,18 @@ async def test_connection_refused_is_unreachable(fake, adapters, provider):
     assert f"127.0.0.1:{port}" in caught.value.message
     assert_key_absent(caught.value, KEYS[provider])
 
-    with pytest.raises(ProviderUnreachable):
+    with pytest.raises(ProviderUnreachable) as streamed:
         await collect(adapters[provider], creds, make_request(provider))
+    assert streamed.type is ProviderUnreachable
+    assert "refused" in streamed.value.message
 
 
 async def test_unresolvable_host_is_unreachable(fake, adapters):
     creds = creds_for(fake, "azure", base_url="http://no-such-resource.invalid")
-    with pytest.raises(ProviderUnreachable):
+    with pytest.raises(ProviderUnreachable) as caught:
         await adapters["azure"].complete(creds, make_request("azure", timeout=3.0))
+    assert caught.type is ProviderUnreachable
+    assert "the host name does not resolve" in caught.value.message
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -765,7 +770,7 @@ def test_transport_failures_say_what_failed(sdk_error, cause, reason):
         timeout=2.0,
         endpoint="https://user:pw@tenant.openai.azure.com/openai?x=1",
     )
-    assert isinstance(error, ProviderUnreachable)
+    assert type(error) is ProviderUnreachable
     assert reason in error.message
     assert "user" not in error.message and "pw@" not in error.message
 
@@ -778,7 +783,9 @@ def test_connect_timeout_is_not_a_provider_answer_timeout():
         model="prod",
         timeout=2.0,
     )
-    assert type(error).__name__ in ("ProviderTimedOut", "ProviderUnreachable")
+    # No answer within the call's own budget: the provider timed out.
+    assert type(error) is ProviderTimedOut
+    assert error.message.startswith("Azure OpenAI did not answer within 2 s: check that")
     connect = openai.APITimeoutError(request=httpx2.Request("POST", "https://x.openai.azure.com"))
     connect.__cause__ = httpx2.ConnectTimeout("timed out")
     assert type(classify_error(connect, provider="azure", model="prod")) is ProviderUnreachable
