@@ -24,12 +24,8 @@ from liya_engine.inference.ports import (
     StreamEnd,
     StreamEvent,
 )
-from liya_engine.providers import facts
-
-PROVIDERS: tuple[ProviderName, ...] = facts.PRECEDENCE  # precedence order
 
 __all__ = [
-    "PROVIDERS",
     "Credentials",
     "Message",
     "ProviderAdapter",

@@ -1,8 +1,9 @@
 """What the service knows about each provider, in one place: pure data.
 
-Precedence, the titles shown in messages, and the public prefixes of their
-keys. Domain code, adapters and the client all read these; this module
-imports nothing, so any layer may use it.
+Precedence, the titles shown in messages, where a tenant manages each
+provider account (for messages), and the public prefixes of their keys.
+Domain code, adapters and the client all read these; this module imports
+nothing, so any layer may use it.
 """
 
 from __future__ import annotations
