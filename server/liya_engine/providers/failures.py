@@ -173,7 +173,7 @@ BILLING_CODES = frozenset(
         "insufficient_quota",  # OpenAI, Azure: 429 insufficient_quota
         "billing_hard_limit_reached",  # OpenAI: 400 billing_hard_limit_reached
         "billing_not_active",  # OpenAI: 429 billing_not_active
-        "quota_exceeded",  # Azure: 429/403 quota_exceeded
+        "quota_exceeded",  # OpenAI, Azure: quota_exceeded
         "enforced_spend_limit_reached",  # OpenAI: project spend limit
         "contract_spend_limit_reached",  # OpenAI: contract spend limit
         "linked_organization_billing_unavailable",  # OpenAI: linked organisations
