@@ -19,14 +19,17 @@ import httpx2
 import pytest
 from aiohttp import web
 
+from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.errors import ProviderUnreachable
 from liya_engine.fakes.providers import FakeProviders
 from liya_engine.providers.azure_adapter import AzureOpenAIAdapter
 from liya_engine.providers.base import Credentials, Message, ProviderRequest
 from liya_engine.providers.openai_adapter import OpenAIAdapter
+from liya_engine.providers.registry import build_adapters
 from liya_engine.providers.sdk_clients import new_http_client
 from liya_engine.providers.transport import AiohttpTransport, ForbiddenAddress, is_public_address
 from liya_engine.secret import Secret
+from liya_engine.settings import Settings
 
 AZURE_KEY = "3f9c2d1e8b7a4c6d9e0f1a2b3c4d5e6f"
 
@@ -304,7 +307,7 @@ async def test_azure_name_resolving_to_loopback_is_refused_before_connecting():
 
     async with http_server(would_answer) as url:
         port = url.rsplit(":", 1)[1]
-        adapter = AzureOpenAIAdapter(public_peers_only=True)
+        adapter = AzureOpenAIAdapter(endpoints=EndpointPolicy())
         try:
             with pytest.raises(ProviderUnreachable) as caught:
                 await adapter.complete(azure_creds(f"http://localhost:{port}"), request())
@@ -312,6 +315,7 @@ async def test_azure_name_resolving_to_loopback_is_refused_before_connecting():
                 await adapter.complete(azure_creds(url), request())
         finally:
             await adapter.aclose()
+    assert caught.type is ProviderUnreachable and literal.type is ProviderUnreachable
     assert fake_hits == []  # the key never left the service
     assert "private or reserved addresses" in caught.value.message
     assert "LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES" in caught.value.message
@@ -320,7 +324,7 @@ async def test_azure_name_resolving_to_loopback_is_refused_before_connecting():
 
 
 async def test_forbidden_address_is_the_cause_callers_can_test_for():
-    async with new_http_client(public_peers_only=True) as http:
+    async with new_http_client(endpoints=EndpointPolicy()) as http:
         with pytest.raises(httpx2.ConnectError) as caught:
             await http.get("http://localhost:9/")
     assert isinstance(caught.value.__cause__, ForbiddenAddress)
@@ -333,6 +337,43 @@ async def test_without_the_guard_loopback_names_connect():
     async with http_server(ok) as url, new_http_client() as http:
         port = url.rsplit(":", 1)[1]
         assert (await http.get(f"http://localhost:{port}/")).text == "ok"
+
+
+@pytest.mark.parametrize(
+    ("env", "guarded"),
+    [
+        ({}, True),
+        ({"LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES": "true"}, False),
+        ({"LIYA_ALLOW_INSECURE_ENDPOINTS": "true"}, False),
+    ],
+)
+async def test_the_azure_pool_applies_the_endpoint_policy_of_the_settings(env, guarded):
+    # The one policy object the config checks use also decides the Azure pool's peers.
+    settings = Settings.from_env({"LIYA_JWT_HS256_SECRET": "s" * 32, **env})
+    policy = EndpointPolicy.from_settings(settings)
+    assert policy.public_peers_only is guarded
+    assert policy.allows_address("127.0.0.1") is not guarded
+    assert policy.allows_address("8.8.8.8") is True
+
+    async def ok(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    adapters = build_adapters(azure_endpoints=policy)
+    try:
+        assert adapters["openai"].http_client._transport.public_peers_only is False
+        http = adapters["azure"].http_client
+        assert http._transport.public_peers_only is guarded
+        async with http_server(ok) as url:
+            port = url.rsplit(":", 1)[1]
+            if guarded:
+                with pytest.raises(httpx2.ConnectError) as caught:
+                    await http.get(f"http://localhost:{port}/")
+                assert isinstance(caught.value.__cause__, ForbiddenAddress)
+            else:
+                assert (await http.get(f"http://localhost:{port}/")).text == "ok"
+    finally:
+        for adapter in adapters.values():
+            await adapter.aclose()
 
 
 # -- SDK clients -----------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 from liya.engine.v1 import inference_service_pb2 as pb
 from liya.engine.v1 import inference_service_pb2_grpc as pb_grpc
 from liya_engine.api.calls import current_call
+from liya_engine.inference.ports import Message
 from liya_engine.inference.service import CompletionInput, InferenceService, Usage
-from liya_engine.providers.base import Message
 
 
 def _input(request) -> CompletionInput:

@@ -3,11 +3,11 @@ never quote a key (only its length or which rule it broke)."""
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
-from urllib.parse import urlsplit
 
+from liya_engine.config.endpoints import AZURE_HOST_SUFFIXES as AZURE_HOST_SUFFIXES
+from liya_engine.config.endpoints import EndpointPolicy, host_allowed
 from liya_engine.config.model import MODE_BYOK, MODES, STRATEGIES, TenantConfig
 from liya_engine.errors import FieldViolation
 from liya_engine.redact import looks_like_key
@@ -25,13 +25,6 @@ _HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Anything a URL parser may silently drop or a client may refuse.
 _URL_FORBIDDEN = re.compile(r"[^\x21-\x7e]")
 _PLACEHOLDER = re.compile(r"(\.\.\.|your-|<|>|xxxx|example)", re.IGNORECASE)
-AZURE_HOST_SUFFIXES = (
-    ".openai.azure.com",
-    ".cognitiveservices.azure.com",
-    ".services.ai.azure.com",
-    ".openai.azure.us",
-    ".openai.azure.cn",
-)
 MAX_COST_LIMIT_USD = 1000.0
 STRATEGY_ALIASES = {
     "cost-optimized": "cost-optimised",
@@ -122,62 +115,13 @@ def check_endpoint(
     path: str, value: str, *, allowlist: tuple[str, ...], allow_insecure: bool
 ) -> list[FieldViolation]:
     """An Azure endpoint is where the tenant's key is sent: accept only Azure
-    OpenAI hosts (or the operator's allowlist) over HTTPS."""
-
-    def bad(why: str) -> list[FieldViolation]:
-        return [FieldViolation(path, why)]
-
-    if len(value) > 512:
-        return bad("must be at most 512 characters")
-    if _URL_FORBIDDEN.search(value):
-        # urlsplit drops tabs and line breaks, so the host it checks would not
-        # be the one the stored value names.
-        return bad("must not contain spaces, control or non-ASCII characters")
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        return bad("must be a URL such as https://your-resource.openai.azure.com")
-    host = (parts.hostname or "").lower()
-    if not host:
-        return bad("must be a URL such as https://your-resource.openai.azure.com")
-    if parts.username is not None or parts.password is not None:
-        return bad("must not contain user information")
-    if parts.query or parts.fragment or "?" in value or "#" in value:
-        return bad("must not have a query or fragment")
-    if parts.path not in ("", "/"):
-        return bad(
-            "must be the resource's base URL, with no path (the deployment goes in deployment_name)"
-        )
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        ip = None
-    loopback = host == "localhost" or (ip is not None and ip.is_loopback)
-    if allow_insecure and loopback and parts.scheme in ("http", "https"):
-        return []
-    if parts.scheme != "https":
-        return bad("must use https")
-    if ip is not None:
-        return bad("must be a host name, not an IP address")
-    if not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
-        return bad("must have a valid host name")
-    if port not in (None, 443):
-        return bad("must not name a port other than 443")
-    if host.endswith(AZURE_HOST_SUFFIXES) or _allowed(host, allowlist):
-        return []
-    return bad(
-        "must be an Azure OpenAI host such as https://your-resource.openai.azure.com "
-        "(ask the operator to allow other hosts)"
-    )
+    OpenAI hosts (or the operator's allowlist) over HTTPS. The rules are
+    ``EndpointPolicy.check``'s."""
+    return EndpointPolicy(allowlist=allowlist, allow_insecure=allow_insecure).check(path, value)
 
 
 def _allowed(host: str, allowlist: tuple[str, ...]) -> bool:
-    for entry in allowlist:
-        entry = entry.lower()
-        if (entry.startswith(".") and host.endswith(entry)) or host == entry:
-            return True
-    return False
+    return host_allowed(host, allowlist)
 
 
 def check_mode(path: str, value: str) -> list[FieldViolation]:

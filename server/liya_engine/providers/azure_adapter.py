@@ -5,8 +5,8 @@ The tenant's endpoint is ``creds.base_url``, its API version
 validation (https, Azure hosts or an allowlist, no IP literals) happens when
 the config is saved and again before each call; here the shared pool refuses
 to follow redirects (the SDK strips the ``api-key`` header from a redirected
-request as well) and, built with ``public_peers_only``, refuses to connect to
-a name that resolves to private or reserved addresses.
+request as well) and, built with the Azure endpoint policy (``endpoints``),
+connects only to the peer addresses it allows.
 """
 
 from __future__ import annotations

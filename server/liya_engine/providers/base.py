@@ -6,95 +6,33 @@ stream of ``StreamDelta`` ending in a ``StreamEnd``). It classifies every SDK
 exception into the ``liya_engine.errors.ProviderError`` tree, with scrubbed
 messages. It never retries (SDK retries are off; the service decides) and never
 decides routing.
+
+The types themselves are the inference plane's port
+(``liya_engine.inference.ports``); they are re-exported here for the adapters.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from liya_engine.inference.ports import (
+    Credentials,
+    Message,
+    ProviderAdapter,
+    ProviderName,
+    ProviderRequest,
+    ProviderResult,
+    StreamDelta,
+    StreamEnd,
+    StreamEvent,
+)
 
-from liya_engine.secret import Secret
-
-ProviderName = Literal["openai", "anthropic", "azure"]
-PROVIDERS: tuple[ProviderName, ...] = ("azure", "anthropic", "openai")  # precedence order
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Where and with which key to call a provider.
-
-    ``base_url`` is the OpenAI/Anthropic base URL from settings, or the tenant's
-    Azure endpoint. ``api_version`` is Azure's only.
-    """
-
-    provider: ProviderName
-    api_key: Secret
-    base_url: str
-    api_version: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderRequest:
-    """One completion call. For Azure, ``model`` is the deployment name.
-
-    ``timeout`` is the upstream budget in seconds; when it runs out the adapter
-    raises ``ProviderTimedOut``.
-    """
-
-    model: str
-    messages: tuple[Message, ...]
-    max_tokens: int
-    timeout: float
-    temperature: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderResult:
-    text: str
-    finish_reason: str  # "stop" | "length" | "content_filter"
-    input_tokens: int
-    output_tokens: int
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class StreamDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEnd:
-    finish_reason: str
-    input_tokens: int
-    output_tokens: int
-    model: str
-
-
-StreamEvent = StreamDelta | StreamEnd
-
-
-class ProviderAdapter(Protocol):
-    """What the inference service needs from a provider."""
-
-    name: ProviderName
-
-    async def complete(self, creds: Credentials, request: ProviderRequest) -> ProviderResult:
-        """Run one completion; raise a ``ProviderError`` subclass on failure."""
-        ...
-
-    def stream(self, creds: Credentials, request: ProviderRequest) -> AsyncIterator[StreamEvent]:
-        """Yield deltas then exactly one ``StreamEnd``; raise a ``ProviderError``
-        (also mid-stream, e.g. when the connection is cut). Closing the iterator
-        early closes the upstream response."""
-        ...
-
-    async def aclose(self) -> None:
-        """Close pooled connections."""
-        ...
+__all__ = [
+    "Credentials",
+    "Message",
+    "ProviderAdapter",
+    "ProviderName",
+    "ProviderRequest",
+    "ProviderResult",
+    "StreamDelta",
+    "StreamEnd",
+    "StreamEvent",
+]

@@ -1,8 +1,9 @@
 """What the service knows about each provider, in one place: pure data.
 
-Precedence, the titles shown in messages, and the public prefixes of their
-keys. Domain code, adapters and the client all read these; this module
-imports nothing, so any layer may use it.
+Precedence, the titles shown in messages, where a tenant manages each
+provider account (for messages), and the public prefixes of their keys.
+Domain code, adapters and the client all read these; this module imports
+nothing, so any layer may use it.
 """
 
 from __future__ import annotations
@@ -25,3 +26,10 @@ scrubbing treats what follows as the secret part."""
 
 ANTHROPIC_KEY_PREFIX: Final = "sk-ant-"
 OPENAI_KEY_PREFIX: Final = "sk-"
+
+DASHBOARDS: Final = {
+    OPENAI: "your OpenAI dashboard",
+    ANTHROPIC: "the Anthropic Console",
+    AZURE: "the Azure portal",
+}
+"""Where a tenant manages each provider's keys, plan and limits, as messages name it."""

@@ -30,10 +30,11 @@ from typing import Any, Generic, TypeVar
 
 import httpx2
 
+from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.errors import ProviderError
+from liya_engine.inference.estimate import estimate_prompt_tokens, estimate_text_tokens
 from liya_engine.providers.base import (
     Credentials,
-    Message,
     ProviderName,
     ProviderRequest,
     ProviderResult,
@@ -61,20 +62,20 @@ def new_http_client(
     max_connections: int = 200,
     keepalive_expiry: float = 30.0,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    public_peers_only: bool = False,
+    endpoints: EndpointPolicy | None = None,
 ) -> httpx2.AsyncClient:
     """The connection pool one adapter shares between all its SDK clients.
 
     Bytes move through ``AiohttpTransport`` (see its module for why). Keep-alive
     covers every connection, so a burst at high concurrency does not close and
-    reopen connections. With ``public_peers_only`` no connection is made to a
-    private, loopback or otherwise non-public address.
+    reopen connections. With ``endpoints`` (the Azure endpoint policy) a
+    connection is made only to the peer addresses it allows.
     """
     return httpx2.AsyncClient(
         transport=AiohttpTransport(
             max_connections=max_connections,
             keepalive_expiry=keepalive_expiry,
-            public_peers_only=public_peers_only,
+            endpoints=endpoints,
         ),
         timeout=httpx2.Timeout(60.0, connect=connect_timeout),
         follow_redirects=False,
@@ -134,16 +135,6 @@ class StreamState:
     finished: bool = False  # the provider sent its final event
 
 
-def estimate_prompt_tokens(messages: Iterable[Message]) -> int:
-    """Rough prompt size (about 4 characters a token, plus per-message overhead)."""
-    return 3 + sum(4 + len(m.content) // 4 for m in messages)
-
-
-def estimate_text_tokens(chars: int) -> int:
-    """Rough token count of generated text of ``chars`` characters."""
-    return (chars + 3) // 4
-
-
 class PooledAdapter(Generic[ClientT]):
     """Base of the SDK adapters: implements ``ProviderAdapter`` on a few hooks.
 
@@ -151,8 +142,9 @@ class PooledAdapter(Generic[ClientT]):
     ``_to_result``, ``_open_stream`` and ``_on_event``; ``_create`` and
     ``_open_stream`` send ``key_headers(creds)`` with their request.
 
-    ``public_peers_only`` (for an owned pool) refuses connections to private,
-    loopback and other non-public addresses, whatever DNS says.
+    ``endpoints`` (for an owned pool) is the policy deciding which peer
+    addresses it connects to, whatever DNS says: Azure's adapter gets the Azure
+    endpoint policy; without one, any address (the operator's base URLs).
 
     ``request.timeout`` is a total budget for the call: for ``complete`` the whole
     answer, for ``stream`` everything up to the last event. When it runs out the
@@ -168,11 +160,11 @@ class PooledAdapter(Generic[ClientT]):
         max_clients: int = DEFAULT_MAX_CLIENTS,
         http_client: httpx2.AsyncClient | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        public_peers_only: bool = False,
+        endpoints: EndpointPolicy | None = None,
     ) -> None:
         self._owns_http_client = http_client is None
         self._http = http_client or new_http_client(
-            connect_timeout=connect_timeout, public_peers_only=public_peers_only
+            connect_timeout=connect_timeout, endpoints=endpoints
         )
         if self._http.follow_redirects:
             raise ValueError("the shared http client must not follow redirects")

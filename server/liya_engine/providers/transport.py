@@ -26,17 +26,17 @@ the same meaning, chained to the OS error behind it:
 Waiting for a free pooled connection has no timeout of its own: the adapter's
 budget for the whole call bounds it.
 
-The resolver is also where peer addresses are checked: with
-``public_peers_only`` a host name that resolves only to private, loopback,
+The resolver is also where peer addresses are checked, by the Azure endpoint
+policy (``liya_engine.config.endpoints.EndpointPolicy``): when it allows
+public peers only, a host name that resolves only to private, loopback,
 link-local or otherwise non-public addresses is refused before any connection
 is made, so a tenant's endpoint cannot point its key (or the service) at the
-internal network by DNS.
+internal network by DNS; an IP literal is judged by the same rule.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import ssl
 import urllib.request
@@ -48,39 +48,34 @@ import aiohttp
 import httpx2
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-__all__ = ["AiohttpTransport", "ForbiddenAddress", "PublicPeersResolver"]
+from liya_engine.config.endpoints import EndpointPolicy, ip_literal, is_public_address
+
+__all__ = ["AiohttpTransport", "ForbiddenAddress", "PublicPeersResolver", "is_public_address"]
 
 
 class ForbiddenAddress(OSError):
     """A host name resolved only to addresses this service must not connect to."""
 
 
-def is_public_address(address: str) -> bool:
-    """Whether ``address`` is a globally routable unicast IP address."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
 class PublicPeersResolver(AbstractResolver):
-    """Resolves through aiohttp's default resolver, keeping public addresses only.
+    """Resolves through aiohttp's default resolver, keeping the addresses the
+    policy allows (by default: public ones only).
 
-    Raises ``ForbiddenAddress`` when a name has addresses but none is public;
-    a name that has some public addresses connects to those alone.
+    Raises ``ForbiddenAddress`` when a name has addresses but none is allowed;
+    a name that has some allowed addresses connects to those alone.
     """
 
-    def __init__(self, inner: AbstractResolver | None = None) -> None:
+    def __init__(
+        self, inner: AbstractResolver | None = None, policy: EndpointPolicy | None = None
+    ) -> None:
         self._inner = inner or aiohttp.DefaultResolver()
+        self._policy = policy or EndpointPolicy()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
-        public = [r for r in found if is_public_address(r["host"])]
+        public = [r for r in found if self._policy.allows_address(r["host"])]
         if found and not public:
             raise ForbiddenAddress(
                 f"{host} resolves only to private or reserved addresses, "
@@ -128,14 +123,12 @@ def _translate(exc: BaseException) -> httpx2.TransportError | None:
     return None
 
 
-def _refuse_reserved_literal(host: str) -> None:
+def _refuse_reserved_literal(host: str, policy: EndpointPolicy) -> None:
     # aiohttp does not ask the resolver about IP literals, so they are checked here.
     literal = host.strip("[]")
-    try:
-        ipaddress.ip_address(literal.split("%", 1)[0])
-    except ValueError:
+    if ip_literal(literal) is None:
         return  # a name: the resolver checks what it resolves to
-    if not is_public_address(literal):
+    if not policy.allows_address(literal):
         forbidden = ForbiddenAddress(f"{host} is a private or reserved address")
         raise httpx2.ConnectError(str(forbidden)) from forbidden
 
@@ -187,6 +180,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     The session is created on first use, inside the running event loop. An
     egress proxy comes from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
     ``NO_PROXY``), read when the transport is built, as httpx2's transport does.
+    ``endpoints`` (the Azure endpoint policy) decides which peer addresses it
+    connects to; without one, any (the operator's own base URLs).
     """
 
     def __init__(
@@ -194,12 +189,12 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         *,
         max_connections: int = 200,
         keepalive_expiry: float = 30.0,
-        public_peers_only: bool = False,
+        endpoints: EndpointPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
-        self._public_peers_only = public_peers_only
+        self._peers = endpoints if endpoints is not None and endpoints.public_peers_only else None
         self._ssl = ssl_context or httpx2.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
         self._proxies = {
@@ -211,14 +206,14 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     @property
     def public_peers_only(self) -> bool:
         """Whether connections to non-public addresses are refused."""
-        return self._public_peers_only
+        return self._peers is not None
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             keepalive_timeout=self._keepalive_expiry,
             ssl=self._ssl,
-            resolver=PublicPeersResolver() if self._public_peers_only else None,
+            resolver=PublicPeersResolver(policy=self._peers) if self._peers else None,
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -232,8 +227,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if self._public_peers_only:
-            _refuse_reserved_literal(request.url.host)
+        if self._peers is not None:
+            _refuse_reserved_literal(request.url.host, self._peers)
         session = self._session
         if session is None or session.closed:
             session = self._session = self._new_session()

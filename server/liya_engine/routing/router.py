@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from liya_engine.config.model import MODE_BYOK, PROVIDER_ORDER, TenantConfig
+from liya_engine.providers import facts
 from liya_engine.routing.catalog import Catalog, ModelInfo
 
 LatencyOf = Callable[[str, str], float | None]  # (provider, model) -> seconds or None
@@ -37,11 +38,9 @@ def is_claude(model: str) -> bool:
 def provider_for_model(model: str, available: Sequence[str]) -> str | None:
     """The highest-precedence available provider that can serve ``model``."""
     if is_claude(model):
-        return "anthropic" if "anthropic" in available else None
-    for provider in ("azure", "openai"):
-        if provider in available:
-            return provider
-    return None
+        return facts.ANTHROPIC if facts.ANTHROPIC in available else None
+    # Azure serves OpenAI's models under deployment names; precedence decides.
+    return next((p for p in PROVIDER_ORDER if p != facts.ANTHROPIC and p in available), None)
 
 
 def choose_model(
@@ -71,7 +70,7 @@ def _by_strategy(
 ) -> ModelInfo | None:
     # Azure serves OpenAI models under deployment names we cannot enumerate, so
     # strategies pick among the serving provider's own catalog models.
-    if serving == "azure":
+    if serving == facts.AZURE:
         return None
     candidates = catalog.models_for(serving)
     good = [m for m in candidates if m.tier >= tier]

@@ -1,0 +1,199 @@
+"""Planning a call: which provider, model, credentials, max_tokens and budget.
+
+No I/O of its own: it works on a tenant already read (``ResolvedTenant``; a
+key is decrypted in memory on first use) and the service's settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from liya_engine.config.endpoints import EndpointPolicy
+from liya_engine.config.model import MODE_BYOK, MODE_MANAGED, TenantConfig
+from liya_engine.errors import (
+    DeadlineExceeded,
+    FieldViolation,
+    NotConfigured,
+    ProviderModelNotFound,
+    ProviderUnreachable,
+)
+from liya_engine.inference.cost import fit_cost
+from liya_engine.inference.latency import LatencyTracker
+from liya_engine.inference.ports import Credentials, ProviderRequest
+from liya_engine.inference.tenants import ResolvedTenant
+from liya_engine.inference.values import CompletionInput
+from liya_engine.providers import facts
+from liya_engine.routing.catalog import Catalog, ModelInfo
+from liya_engine.routing.router import available_providers, choose_model, provider_for_model
+from liya_engine.settings import Settings
+
+DEADLINE_MARGIN_SECONDS = 0.05
+_ENDPOINT_FIELD = "provider_config.azure.endpoint"
+_MAX_ENDPOINT_VERDICTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything a provider call needs, decided before it is made."""
+
+    creds: Credentials
+    request: ProviderRequest
+    model_info: ModelInfo | None
+    mode: str
+    caller_bound: bool  # the caller's deadline, not our own budget, limits the call
+
+
+def managed_credentials(settings: Settings) -> dict[str, Credentials]:
+    """The platform's own credentials for managed mode, by provider."""
+    m = settings.managed
+    out: dict[str, Credentials] = {}
+    if m.azure is not None:
+        out[facts.AZURE] = Credentials(
+            "azure", m.azure.api_key, m.azure.endpoint, m.azure.api_version
+        )
+    if m.anthropic_api_key:
+        out[facts.ANTHROPIC] = Credentials(
+            "anthropic", m.anthropic_api_key, settings.anthropic_base_url
+        )
+    if m.openai_api_key:
+        out[facts.OPENAI] = Credentials("openai", m.openai_api_key, settings.openai_base_url)
+    return out
+
+
+def _not_configured(mode: str) -> NotConfigured:
+    if mode == MODE_BYOK:
+        return NotConfigured(
+            "byok mode but no provider key is set: set one with "
+            "UpdateConfig, or switch provider_config.mode to managed",
+            metadata={"mode": mode},
+        )
+    return NotConfigured(
+        "managed mode is not available: the platform has no provider "
+        "credentials configured (operator: set LIYA_MANAGED_*)",
+        metadata={"mode": mode},
+    )
+
+
+class Planner:
+    """Turns a validated call of a tenant into a ``Plan``."""
+
+    def __init__(self, catalog: Catalog, settings: Settings, latency: LatencyTracker) -> None:
+        self._catalog = catalog
+        self._settings = settings
+        self._latency = latency
+        self._endpoints = EndpointPolicy.from_settings(settings)
+        self._managed = managed_credentials(settings)
+        self._endpoint_verdicts: dict[str, list[FieldViolation]] = {}
+        self.managed_providers: tuple[str, ...] = tuple(self._managed)
+
+    def plan(
+        self,
+        tenant: ResolvedTenant,
+        call: CompletionInput,
+        deadline: float | None,
+        *,
+        check_cost: bool = True,
+        default_model_only: bool = False,
+    ) -> Plan:
+        """The plan of ``call``; raises the routing, cost and deadline errors."""
+        cfg = tenant.config
+        available = available_providers(cfg, self.managed_providers)
+        if not available:
+            raise _not_configured(cfg.mode)
+        serving = available[0]
+        model, chosen_by = choose_model(
+            intent=call.intent,
+            strategy="" if default_model_only else cfg.model.strategy,
+            overrides={} if default_model_only else cfg.model.overrides,
+            serving=serving,
+            default_model=self._default_model(cfg, serving),
+            catalog=self._catalog,
+            latency_of=self._latency,
+        )
+        provider = provider_for_model(model, available)
+        if provider is None:
+            raise ProviderModelNotFound(
+                f"no {'configured' if cfg.mode == MODE_BYOK else 'managed'} provider serves "
+                f"model {model!r} (chosen by {chosen_by} for intent {call.intent}): configure "
+                f"{'Anthropic' if model.startswith('claude') else 'OpenAI or Azure OpenAI'} "
+                "or change the override",
+                provider=serving,
+                model=model,
+            )
+        creds = self._credentials(tenant, provider)
+        # A model chosen for another provider (e.g. a Claude override while Azure
+        # serves) keeps its name; Azure treats the model name as the deployment.
+        info = self._catalog.model(model)
+        max_tokens = call.max_tokens
+        if check_cost:
+            max_tokens = fit_cost(
+                cfg.model.cost_limit_usd_per_request,
+                info,
+                model,
+                call,
+                provider,
+                default_max_tokens=self._catalog.default_max_output_tokens,
+            )
+        elif max_tokens is None:
+            max_tokens = self._catalog.default_max_output_tokens
+        timeout, caller_bound = self._budget(deadline)
+        request = ProviderRequest(
+            model=model,
+            messages=call.messages,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            temperature=call.temperature,
+        )
+        return Plan(creds, request, info, cfg.mode, caller_bound)
+
+    def _default_model(self, cfg: TenantConfig, serving: str) -> str:
+        if cfg.mode == MODE_MANAGED:
+            azure = self._settings.managed.azure
+            if serving == facts.AZURE and azure:
+                return azure.deployment
+            return self._catalog.default_models.get(serving, "")
+        p = cfg.provider(serving)
+        named = p.deployment_name if serving == facts.AZURE else p.default_model
+        return named or self._catalog.default_models.get(serving, "")
+
+    def check_endpoint(self, endpoint: str) -> None:
+        """A stored endpoint must still pass today's rules (an allowlist entry may
+        have been removed, or the development setting turned off, since it was
+        saved): the tenant's key is never sent where the rules forbid."""
+        problems = self._endpoint_verdicts.get(endpoint)
+        if problems is None:
+            problems = self._endpoints.check(_ENDPOINT_FIELD, endpoint)
+            if len(self._endpoint_verdicts) >= _MAX_ENDPOINT_VERDICTS:
+                self._endpoint_verdicts.clear()
+            self._endpoint_verdicts[endpoint] = problems
+        if problems:
+            raise ProviderUnreachable(
+                "the stored Azure endpoint is not allowed by this service any more "
+                f"({problems[0].description}): update {_ENDPOINT_FIELD}",
+                provider="azure",
+                metadata={"endpoint_allowed": "false"},
+            )
+
+    def _credentials(self, tenant: ResolvedTenant, provider: str) -> Credentials:
+        cfg = tenant.config
+        if cfg.mode == MODE_MANAGED:
+            return self._managed[provider]
+        if provider == facts.AZURE:
+            p = cfg.provider(facts.AZURE)
+            self.check_endpoint(p.endpoint)  # before the key is even decrypted
+            return Credentials("azure", tenant.key(facts.AZURE), p.endpoint, p.api_version)
+        base = (
+            self._settings.anthropic_base_url
+            if provider == facts.ANTHROPIC
+            else self._settings.openai_base_url
+        )
+        return Credentials(provider, tenant.key(provider), base)  # type: ignore[arg-type]
+
+    def _budget(self, deadline: float | None) -> tuple[float, bool]:
+        ours = self._settings.upstream_timeout_seconds
+        if deadline is None:
+            return ours, False
+        callers = deadline - DEADLINE_MARGIN_SECONDS
+        if callers <= 0:
+            raise DeadlineExceeded()
+        return (callers, True) if callers < ours else (ours, False)
