@@ -59,7 +59,7 @@ async def seed_database(
     provider keys. Returns the timings the report shows.
     """
     from liya_engine.bootstrap import build_cipher
-    from liya_engine.config.service import key_preview
+    from liya_engine.config.keys import key_preview
     from liya_engine.storage.database import Database
 
     db = Database(settings.database_url)

@@ -20,13 +20,13 @@ import yaml
 
 from liya_engine.cli import build_parser
 from liya_engine.settings import Settings
+from liya_engine.settings import variables as settings_variables
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BASE = DEPLOY / "base"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-SETTINGS_SOURCE = ROOT / "server" / "liya_engine" / "settings.py"
 EXAMPLE_SUFFIX = ".example.yaml"
 # The oldest Kubernetes with the native gRPC probe generally available.
 MIN_KUBERNETES = "1.27.0"
@@ -97,8 +97,8 @@ def _example_secret() -> dict:
 
 
 def _settings_names() -> set[str]:
-    """Every LIYA_* name that settings.py reads, taken from its source text."""
-    names = set(re.findall(r"\"(LIYA_[A-Z0-9_]+)\"", SETTINGS_SOURCE.read_text(encoding="utf-8")))
+    """Every LIYA_* name the settings table reads."""
+    names = set(settings_variables())
     assert "LIYA_LISTEN_ADDRESS" in names and "LIYA_MASTER_KEYS_FILE" in names
     return names
 
@@ -478,6 +478,13 @@ def test_dockerfile_copies_everything_the_package_is_built_from():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     needed = {"pyproject.toml", pyproject["project"]["readme"]}
     needed |= set(pyproject["tool"]["setuptools"]["packages"]["find"]["where"])
+    # The server depends on the client distribution, which is built from clients/.
+    client = tomllib.loads((ROOT / "clients" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert (
+        f"{client['project']['name']}=={client['project']['version']}"
+        in (pyproject["project"]["dependencies"])
+    )
+    needed.add("clients")
     copied: set[str] = set()
     for args in _instructions(_dockerfile_stages()[1], "COPY"):
         sources = args.split()[:-1]

@@ -17,14 +17,31 @@ import liya_engine.config
 import liya_engine.inference
 import liya_engine.routing
 
-FORBIDDEN = ("grpc", "sqlalchemy", "aiohttp", "httpx", "httpx2", "openai", "anthropic")
+# The transport, the storage (its drivers, and bootstrap, which wires it in),
+# the HTTP clients and the SDKs.
+FORBIDDEN = (
+    "grpc",
+    "sqlalchemy",
+    "alembic",
+    "aiosqlite",
+    "asyncpg",
+    "aiohttp",
+    "httpx",
+    "httpx2",
+    "openai",
+    "anthropic",
+    "liya_engine.storage",
+    "liya_engine.bootstrap",
+    "liya_engine.api",
+)
 DOMAIN_PACKAGES = (liya_engine.config, liya_engine.inference, liya_engine.routing)
 
 _PROBE = """
 import importlib, json, sys
 importlib.import_module(sys.argv[1])
 forbidden = set(json.loads(sys.argv[2]))
-print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & forbidden)))
+loaded = {p for m in sys.modules for p in forbidden if m == p or m.startswith(p + ".")}
+print(json.dumps(sorted(loaded)))
 """
 
 

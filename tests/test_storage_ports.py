@@ -4,10 +4,7 @@ path, rewrap runs on the ports it is handed, and the domain loads no storage."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 
@@ -196,40 +193,6 @@ async def test_rewrap_with_a_handed_store_and_cipher(db):
 
 
 # -- the domain loads no storage ----------------------------------------------------------
-
-
-def test_domain_modules_load_no_storage():
-    """Every module of config/, inference/ and routing/ imports without the
-    storage package, its drivers, or bootstrap (which wires storage in)."""
-    code = """
-import importlib, json, pkgutil, sys
-import liya_engine.config, liya_engine.inference, liya_engine.routing
-names = []
-for package in (liya_engine.config, liya_engine.inference, liya_engine.routing):
-    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-        importlib.import_module(info.name)
-        names.append(info.name)
-banned = ("sqlalchemy", "alembic", "aiosqlite", "asyncpg", "liya_engine.storage",
-          "liya_engine.bootstrap")
-loaded = sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in banned))
-print(json.dumps({"imported": names, "loaded": loaded}))
-"""
-    out = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout
-    )
-    assert {
-        "liya_engine.config.rewrap",
-        "liya_engine.config.service",
-        "liya_engine.config.ports",
-        "liya_engine.inference.tenants",
-        "liya_engine.routing.router",
-    } <= set(out["imported"])
-    assert out["loaded"] == []
-
-
-# -- an outage inside a unit of work ------------------------------------------------------
 
 
 async def test_a_commit_on_a_lost_connection_is_storage_unavailable(postgres_url):

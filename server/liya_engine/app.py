@@ -30,6 +30,7 @@ from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
 from liya_engine.bootstrap import build_cipher
+from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.config.ports import ConfigStore, SaltStore
 from liya_engine.config.service import ConfigService
 from liya_engine.crypto.cipher import KeyCipher
@@ -100,11 +101,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         max_entries=settings.config_cache_size,
         ttl_seconds=settings.config_cache_ttl_seconds,
     )
-    adapters = build_adapters(
-        azure_public_peers_only=not (
-            settings.allow_insecure_endpoints or settings.azure_allow_private_addresses
-        )
-    )
+    adapters = build_adapters(azure_endpoints=EndpointPolicy.from_settings(settings))
     inference = InferenceService(tenants, adapters, catalog, settings, metrics)
     return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
 

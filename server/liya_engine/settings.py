@@ -51,7 +51,7 @@ PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
 class ManagedAzure:
     """The platform's Azure OpenAI deployment for managed mode (the first three go together)."""
 
-    api_key: Secret = setting(  # noqa: RUF009 - setting() is a dataclasses.field
+    api_key: Secret = setting(
         "LIYA_MANAGED_AZURE_API_KEY",
         secret(),
         help="the platform's Azure OpenAI key",
@@ -93,14 +93,14 @@ class ManagedAzure:
 class ManagedCredentials:
     """The platform's own provider credentials, used in managed mode."""
 
-    openai_api_key: Secret | None = setting(  # noqa: RUF009 - setting() is a dataclasses.field
+    openai_api_key: Secret | None = setting(
         "LIYA_MANAGED_OPENAI_API_KEY",
         secret(),
         None,
         "the platform's OpenAI key",
         file="LIYA_MANAGED_OPENAI_API_KEY_FILE",
     )
-    anthropic_api_key: Secret | None = setting(  # noqa: RUF009 - setting() is a dataclasses.field
+    anthropic_api_key: Secret | None = setting(
         "LIYA_MANAGED_ANTHROPIC_API_KEY",
         secret(),
         None,
@@ -136,7 +136,7 @@ class Settings:
         "key_id:base64(32 bytes) entries, comma- or newline-separated; the first is primary",
         file="LIYA_MASTER_KEYS_FILE",
     )
-    jwt_hs256_secret: Secret | None = setting(  # noqa: RUF009 - setting() is a dataclasses.field
+    jwt_hs256_secret: Secret | None = setting(
         "LIYA_JWT_HS256_SECRET",
         secret(min_length=32),
         None,

@@ -130,11 +130,11 @@ class CallGuard:
             )
         elif isinstance(exc, errors.DeadlineExceeded):
             st = status.deadline_status(request_id)
-            reason = "DEADLINE_EXCEEDED"
+            reason = errors.DeadlineExceeded.reason
             log.info("%s: caller deadline exceeded", method)
         else:
             st = status.internal_status(request_id)
-            reason = "INTERNAL"
+            reason = errors.InternalError.reason
             log.error("%s: unexpected %s", method, type(exc).__name__, exc_info=exc)
         self._metrics.rpc_done(method, st.code.name, reason, time.perf_counter() - started)
         await context.abort(st.code, st.details, st.trailing_metadata)

@@ -22,11 +22,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import partial
 
 from liya_engine.config import audit_pages, keys, patch, paths
 from liya_engine.config import validation as v
 from liya_engine.config.changes import ConfigChange, Rules
+from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.config.keys import key_preview as key_preview  # re-exported for scripts
 from liya_engine.config.model import AuditEntry, Change, TenantConfig
 from liya_engine.config.ports import ConfigStore, UnitOfWork
@@ -67,14 +67,7 @@ class ConfigService:
         self._db = db
         self._cipher = cipher
         self._catalog = catalog
-        self._rules = Rules(
-            catalog,
-            partial(
-                v.check_endpoint,
-                allowlist=settings.azure_endpoint_allowlist,
-                allow_insecure=settings.allow_insecure_endpoints,
-            ),
-        )
+        self._rules = Rules(catalog, EndpointPolicy.from_settings(settings).check)
         self._clock = clock
         self._listeners: list[Callable[[str], None]] = []
 

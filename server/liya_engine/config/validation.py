@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 import re
 
-from liya_engine.config.endpoints import AZURE_HOST_SUFFIXES as AZURE_HOST_SUFFIXES
-from liya_engine.config.endpoints import EndpointPolicy, host_allowed
 from liya_engine.config.model import MODE_BYOK, MODES, STRATEGIES, TenantConfig
 from liya_engine.errors import FieldViolation
 from liya_engine.redact import looks_like_key
@@ -21,9 +19,6 @@ _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _INTENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-# Anything a URL parser may silently drop or a client may refuse.
-_URL_FORBIDDEN = re.compile(r"[^\x21-\x7e]")
 _PLACEHOLDER = re.compile(r"(\.\.\.|your-|<|>|xxxx|example)", re.IGNORECASE)
 MAX_COST_LIMIT_USD = 1000.0
 STRATEGY_ALIASES = {
@@ -109,19 +104,6 @@ def check_api_version(path: str, value: str) -> list[FieldViolation]:
     if not _API_VERSION.fullmatch(value):
         return [FieldViolation(path, "must look like '2024-02-15-preview' or '2024-10-21'")]
     return []
-
-
-def check_endpoint(
-    path: str, value: str, *, allowlist: tuple[str, ...], allow_insecure: bool
-) -> list[FieldViolation]:
-    """An Azure endpoint is where the tenant's key is sent: accept only Azure
-    OpenAI hosts (or the operator's allowlist) over HTTPS. The rules are
-    ``EndpointPolicy.check``'s."""
-    return EndpointPolicy(allowlist=allowlist, allow_insecure=allow_insecure).check(path, value)
-
-
-def _allowed(host: str, allowlist: tuple[str, ...]) -> bool:
-    return host_allowed(host, allowlist)
 
 
 def check_mode(path: str, value: str) -> list[FieldViolation]:

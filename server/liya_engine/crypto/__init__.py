@@ -1,8 +1,7 @@
 """Encryption of tenants' provider keys at rest.
 
-``cipher`` holds the envelope encryption (AES-256-GCM under HKDF-derived
-per-tenant keys; imports ``cryptography``); ``master_keys`` holds the
-``LIYA_MASTER_KEYS`` format and the one master-key id rule (standard library
-only, so the settings reader can use it). Nothing here imports storage,
-transport or SDK code.
+``cipher``: AES-256-GCM with per-tenant HKDF keys, the versioned ciphertext
+header and re-wrapping; ``master_keys``: the keyring's text form and the one
+master-key id rule that settings and ``keys generate`` share. Imports only
+``cryptography`` and the shared leaves (``errors``, ``secret``).
 """

@@ -1,11 +1,9 @@
-"""Provider adapters: one module per upstream API behind ``inference.ports.ProviderAdapter``.
+"""Provider adapters: one module per upstream API behind ``inference.ports``.
 
-What lives here: the SDK-backed adapters (``openai_adapter``,
-``anthropic_adapter``, ``azure_adapter`` on ``sdk_clients``), the HTTP
-transport under them (``transport``), provider facts (``facts``), and failure
-handling in three parts: facts from SDK exceptions (``classify``), the pure
-decision tables (``failures``) and each provider's wording (``wording``,
-``azure_wording``). This package may import the SDKs, httpx2 and aiohttp and
-the domain's ports and policies; of this package the domain imports only
-``facts``, which is pure data.
+``facts`` (precedence, titles, key prefixes, dashboards: pure data any layer may
+read), ``sdk_clients`` (one SDK client per endpoint, the tenant's key per
+request), ``transport`` (httpx2 on aiohttp, the peer-address guard), and failure
+handling in three steps: ``classify`` (SDK exceptions to plain facts),
+``failures`` (the pure table from facts to a failure kind) and ``wording`` /
+``azure_wording`` (what to tell the tenant). ``registry`` builds the adapters.
 """

@@ -10,21 +10,15 @@ from liya_engine.providers.base import ProviderAdapter
 from liya_engine.providers.openai_adapter import OpenAIAdapter
 
 
-def build_adapters(
-    *,
-    azure_endpoints: EndpointPolicy | None = None,
-    azure_public_peers_only: bool = True,
-) -> dict[str, ProviderAdapter]:
+def build_adapters(*, azure_endpoints: EndpointPolicy | None = None) -> dict[str, ProviderAdapter]:
     """One adapter per provider; base URLs and keys travel in ``Credentials``.
 
     Azure endpoints are the tenants' own, so its adapter connects only to the
     peer addresses the Azure endpoint policy allows (by default public ones: a
     name resolving to the internal network is refused); OpenAI's and
-    Anthropic's base URLs are the operator's. ``azure_public_peers_only=False``
-    without a policy stands for a policy that allows private addresses.
+    Anthropic's base URLs are the operator's.
     """
-    if azure_endpoints is None:
-        azure_endpoints = EndpointPolicy(allow_private_addresses=not azure_public_peers_only)
+    azure_endpoints = azure_endpoints or EndpointPolicy()
     return {
         facts.OPENAI: OpenAIAdapter(),
         facts.ANTHROPIC: AnthropicAdapter(),

@@ -1,7 +1,6 @@
 """Model catalog and routing: which provider and model serve a call.
 
-``catalog`` loads the operator-extendable model data file; ``router`` holds
-the routing rules (precedence, overrides, strategies). Pure domain code: it
-may import ``liya_engine.config.model``, ``liya_engine.providers.facts`` and
-``liya_engine.errors``, never grpc, storage, HTTP clients or the SDKs.
+``catalog`` reads the model catalog (prices, tiers, intents); ``router`` applies
+precedence, overrides and strategies. Domain code: pure functions over the
+config model, no I/O beyond reading the catalog file at start.
 """
