@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from liya_engine.config import validation
 from liya_engine.config.endpoints import EndpointPolicy, is_public_address
 from liya_engine.inference.estimate import estimate_prompt_tokens, estimate_text_tokens
 from liya_engine.inference.ports import Message
@@ -38,8 +37,6 @@ def test_url_rules(url, problem):
         assert found[0].description.startswith(problem)
     else:
         assert found == []
-    # config validation's check_endpoint is the same rule.
-    assert validation.check_endpoint(PATH, url, allowlist=(), allow_insecure=False) == found
 
 
 def test_the_allowlist_and_the_development_setting():

@@ -260,3 +260,17 @@ async def test_the_cap_counts_exactly(servers, count, suffix):
     plain = shown[0].description
     assert plain.startswith("unknown intent; known intents: ")
     assert [v.description for v in shown] == [plain] * 19 + [plain + suffix]
+
+
+def test_the_operations_guide_lists_every_reason_with_its_code():
+    """docs/operations.md explains each reason to operators; its table must
+    name exactly the enum's reasons, each with the code the enum documents."""
+    guide = (PROTO.parents[4] / "docs" / "operations.md").read_text()
+    section = guide.split("## Error reasons", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)? \| ([A-Z_]+) \|", section, re.M)
+    listed = {}
+    for first, second, code in rows:
+        for reason in filter(None, (first, second)):
+            listed[reason] = code
+    assert set(listed) == ENUM_REASONS
+    assert listed == {r: documented_codes()[r] for r in ENUM_REASONS}
