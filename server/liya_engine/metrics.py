@@ -73,6 +73,9 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def rpc_started(self, method: str) -> None:
+        """A call of ``method`` (its full path) began; ``rpc_done`` ends it."""
+
     def rpc_done(self, method: str, code: str, reason: str, seconds: float) -> None:
         self._child(self.rpcs, method, code, reason).inc()
         self._child(self.rpc_latency, method).observe(seconds)

@@ -146,9 +146,10 @@ class CallGuard:
         # The bodies below are written out rather than shared through a
         # context manager: this is the per-call path, and an async context
         # manager costs a generator and two extra awaits per call.
-        rpc_done = self._metrics.rpc_done
+        rpc_started, rpc_done = self._metrics.rpc_started, self._metrics.rpc_done
 
         async def wrapped(raw: bytes, context: grpc.aio.ServicerContext):
+            rpc_started(method)
             started = time.perf_counter()
             try:
                 self._begin(context)
@@ -165,9 +166,10 @@ class CallGuard:
         return wrapped
 
     def _wrap_stream(self, method: str, behavior, deserialize):
-        rpc_done = self._metrics.rpc_done
+        rpc_started, rpc_done = self._metrics.rpc_started, self._metrics.rpc_done
 
         async def wrapped(raw: bytes, context: grpc.aio.ServicerContext):
+            rpc_started(method)
             started = time.perf_counter()
             try:
                 self._begin(context)
