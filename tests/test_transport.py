@@ -20,14 +20,14 @@ import pytest
 from aiohttp import web
 
 from liya_engine.config.endpoints import EndpointPolicy
-from liya_engine.errors import ProviderUnreachable
+from liya_engine.errors import ForbiddenAddress, ProviderUnreachable
 from liya_engine.fakes.providers import FakeProviders
 from liya_engine.providers.azure_adapter import AzureOpenAIAdapter
 from liya_engine.providers.base import Credentials, Message, ProviderRequest
 from liya_engine.providers.openai_adapter import OpenAIAdapter
 from liya_engine.providers.registry import build_adapters
 from liya_engine.providers.sdk_clients import new_http_client
-from liya_engine.providers.transport import AiohttpTransport, ForbiddenAddress, is_public_address
+from liya_engine.providers.transport import AiohttpTransport, is_public_address
 from liya_engine.secret import Secret
 from liya_engine.settings import Settings
 

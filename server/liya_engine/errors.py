@@ -1,4 +1,4 @@
-"""The service's exception tree, the one documented tree. Domain code raises these.
+"""The service's one documented exception tree: every error it raises is here.
 
 Each error a caller can see carries its ``reason`` (a value name of ``enum
 ErrorReason`` in ``protos/liya/engine/v1/error_reason.proto``, checked when the
@@ -47,14 +47,13 @@ turned into one of the above (or into a start-up failure):
                                     (the config service retries, or ETAG_MISMATCH)
     SettingsError                   settings: a setting is missing or malformed
                                     (start-up stops with one line naming it)
-    MalformedAnswer                 classification: a 2xx answer that is no completion
+    MalformedAnswer                 adapters: a 2xx answer that is no completion
     +-- IncompleteAnswer            a stream that ended before its final event
-                                    (both -> PROVIDER_UNAVAILABLE; defined with the
+                                    (both -> PROVIDER_UNAVAILABLE, by the
                                     classification in ``liya_engine.providers``)
     ForbiddenAddress (OSError)      transport: a host resolved only to addresses the
                                     service must not connect to
-                                    (-> BYOK_ENDPOINT_UNREACHABLE; defined with the
-                                    transport in ``liya_engine.providers.transport``)
+                                    (-> BYOK_ENDPOINT_UNREACHABLE)
 
 Anything else that escapes a call is a bug: the caller gets ``InternalError``'s
 answer (INTERNAL, no detail) and the log gets the traceback.
@@ -337,3 +336,19 @@ class Conflict(Exception):
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+class MalformedAnswer(Exception):
+    """A 2xx answer that lacks what a completion needs (raised by adapters,
+    classified as PROVIDER_UNAVAILABLE)."""
+
+
+class IncompleteAnswer(MalformedAnswer):
+    """A stream that ended without the provider's final event (raised by adapters)."""
+
+
+class ForbiddenAddress(OSError):
+    """A host name resolved only to addresses this service must not connect to.
+
+    An ``OSError`` so that aiohttp treats it as a connection failure; the
+    classification makes it BYOK_ENDPOINT_UNREACHABLE saying why."""

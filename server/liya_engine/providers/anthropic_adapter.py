@@ -8,9 +8,9 @@ from typing import Any
 import anthropic
 import httpx2
 
+from liya_engine.errors import MalformedAnswer
 from liya_engine.logs import CredentialHeaderFilter
 from liya_engine.providers.base import Credentials, ProviderRequest, ProviderResult
-from liya_engine.providers.classify import MalformedAnswer
 from liya_engine.providers.sdk_clients import NO_TENANT_KEY, PooledAdapter, StreamState
 
 _FINISH_REASONS = {

@@ -38,7 +38,7 @@ import anyio
 import httpx2
 import openai
 
-from liya_engine.errors import ProviderError
+from liya_engine.errors import ForbiddenAddress, IncompleteAnswer, MalformedAnswer, ProviderError
 from liya_engine.providers import facts
 from liya_engine.providers.azure_wording import AzureWording
 from liya_engine.providers.failures import (
@@ -50,7 +50,6 @@ from liya_engine.providers.failures import (
     classify_answer,
     classify_transport,
 )
-from liya_engine.providers.transport import ForbiddenAddress
 from liya_engine.providers.wording import Call, Wording
 from liya_engine.redact import REDACTED, scrub
 from liya_engine.secret import Secret
@@ -98,14 +97,6 @@ WORDINGS: Mapping[str, Wording] = {
     facts.AZURE: AzureWording(),
 }
 """Each provider's wording; OpenAI and Anthropic speak as the base ``Wording``."""
-
-
-class MalformedAnswer(Exception):
-    """A 2xx answer that lacks what a completion needs (raised by adapters)."""
-
-
-class IncompleteAnswer(MalformedAnswer):
-    """A stream that ended without the provider's final event (raised by adapters)."""
 
 
 def classify_error(

@@ -8,8 +8,8 @@ from typing import Any
 import httpx2
 import openai
 
+from liya_engine.errors import MalformedAnswer
 from liya_engine.providers.base import Credentials, ProviderRequest, ProviderResult
-from liya_engine.providers.classify import MalformedAnswer
 from liya_engine.providers.sdk_clients import NO_TENANT_KEY, PooledAdapter, StreamState
 
 _FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}

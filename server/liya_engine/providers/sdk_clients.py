@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 import httpx2
 
 from liya_engine.config.endpoints import EndpointPolicy
-from liya_engine.errors import ProviderError
+from liya_engine.errors import IncompleteAnswer, ProviderError
 from liya_engine.inference.estimate import estimate_prompt_tokens, estimate_text_tokens
 from liya_engine.providers.base import (
     Credentials,
@@ -42,7 +42,7 @@ from liya_engine.providers.base import (
     StreamEnd,
     StreamEvent,
 )
-from liya_engine.providers.classify import IncompleteAnswer, classify_error
+from liya_engine.providers.classify import classify_error
 from liya_engine.providers.transport import AiohttpTransport
 
 ClientT = TypeVar("ClientT")

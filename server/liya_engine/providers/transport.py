@@ -49,12 +49,9 @@ import httpx2
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from liya_engine.config.endpoints import EndpointPolicy, ip_literal, is_public_address
+from liya_engine.errors import ForbiddenAddress
 
 __all__ = ["AiohttpTransport", "ForbiddenAddress", "PublicPeersResolver", "is_public_address"]
-
-
-class ForbiddenAddress(OSError):
-    """A host name resolved only to addresses this service must not connect to."""
 
 
 class PublicPeersResolver(AbstractResolver):
