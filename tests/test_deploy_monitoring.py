@@ -1,8 +1,10 @@
 """The Grafana dashboard and the Prometheus alert rules under deploy/monitoring,
 checked by reading them.
 
-No Prometheus runs here (promtool ships only in a system package), so the
-PromQL is checked by a small tokenizer instead: brackets balance, every name
+No Prometheus runs here (promtool ships only in a system package; with it,
+``promtool check rules`` and ``promtool test rules alerts.test.yaml`` in
+deploy/monitoring check the same files), so the PromQL is checked by a small
+tokenizer instead: brackets balance, every name
 called is a PromQL function or aggregation, range vectors appear only inside
 range functions and ``rate``-like functions only read counters, and every
 metric, label and label value is one the service really exports, collected
@@ -28,6 +30,7 @@ from liya_engine.providers.facts import PRECEDENCE
 
 MONITORING = Path(__file__).resolve().parent.parent / "deploy" / "monitoring"
 ALERTS = MONITORING / "alerts.yaml"
+ALERT_TESTS = MONITORING / "alerts.test.yaml"  # promtool test rules, run by hand
 DASHBOARD = MONITORING / "dashboard.json"
 
 #: Labels Prometheus adds to every scraped series.
@@ -274,6 +277,36 @@ async def test_every_alert_reads_only_exported_series(exported):
                 assert label in kept or (not kept and label in TARGET_LABELS), (
                     f"{rule['alert']}: {{{{ $labels.{label} }}}} is not kept by its expression"
                 )
+
+
+def alert_tests() -> dict:
+    return yaml.safe_load(ALERT_TESTS.read_text(encoding="utf-8"))
+
+
+async def test_the_alert_unit_tests_feed_exported_series(exported):
+    for case in alert_tests()["tests"]:
+        for item in case["input_series"]:
+            # A series of another job stands for another gRPC service: foreign on purpose.
+            if 'job="liya-engine"' in item["series"]:
+                check_promql(item["series"], exported)
+            else:
+                assert 'job="other"' in item["series"], item["series"]
+
+
+def test_every_critical_alert_has_a_unit_test_that_fires_it():
+    doc = alert_tests()
+    assert doc["rule_files"] == [ALERTS.name]
+    rules = {r["alert"]: r for r in alert_rules()}
+    fired = set()
+    for case in doc["tests"]:
+        for check in case["alert_rule_test"]:
+            assert check["alertname"] in rules, check["alertname"]
+            for alert in check.get("exp_alerts", ()):
+                fired.add(check["alertname"])
+                severity = rules[check["alertname"]]["labels"]["severity"]
+                assert alert["exp_labels"]["severity"] == severity
+    critical = {n for n, r in rules.items() if r["labels"]["severity"] == "critical"}
+    assert critical <= fired, f"no unit test fires {sorted(critical - fired)}"
 
 
 def test_alert_rules_are_well_formed():
