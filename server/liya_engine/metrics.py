@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
+from google.protobuf import descriptor_pool
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -63,11 +64,9 @@ def rpc_labels(method: str) -> tuple[str, str, str]:
     have put in protobuf's default pool by the time a call is served.
     """
     service, _, name = method.lstrip("/").rpartition("/")
-    from google.protobuf import descriptor_pool  # once per method, not per call
-
     try:
         found = descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
-    except KeyError:
+    except KeyError:  # not one of ours (every served method is in the pool)
         return "unary", service, name
     kind = {
         (False, False): "unary",
