@@ -26,8 +26,8 @@ def hello() -> ipb.CompleteRequest:
     )
 
 
-COMPLETE = "/liya.engine.v1.InferenceService/Complete"
-UPDATE = "/liya.engine.v1.ConfigService/UpdateConfig"
+CONFIG_SERVICE = "liya.engine.v1.ConfigService"
+INFERENCE_SERVICE = "liya.engine.v1.InferenceService"
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -62,21 +62,37 @@ async def test_metrics_count_rpcs_provider_calls_tokens_and_cost(servers, fake):
     samples = _samples(text)
 
     # One RPC of each outcome, counted once with its exact labels.
-    rpcs = {k: v for k, v in samples.items() if k[0] == "liya_rpc_total"}
+    rpcs = {k: v for k, v in samples.items() if k[0] == "grpc_server_handled_total"}
+    update = (("grpc_method", "UpdateConfig"), ("grpc_service", CONFIG_SERVICE))
+    complete = (("grpc_method", "Complete"), ("grpc_service", INFERENCE_SERVICE))
     assert rpcs == {
-        ("liya_rpc_total", (("code", "OK"), ("method", UPDATE), ("reason", ""))): 1.0,
-        ("liya_rpc_total", (("code", "OK"), ("method", COMPLETE), ("reason", ""))): 1.0,
         (
-            "liya_rpc_total",
+            "grpc_server_handled_total",
+            (("grpc_code", "OK"), *update, ("grpc_type", "unary"), ("reason", "OK")),
+        ): 1.0,
+        (
+            "grpc_server_handled_total",
+            (("grpc_code", "OK"), *complete, ("grpc_type", "unary"), ("reason", "OK")),
+        ): 1.0,
+        (
+            "grpc_server_handled_total",
             (
-                ("code", "RESOURCE_EXHAUSTED"),
-                ("method", COMPLETE),
+                ("grpc_code", "RESOURCE_EXHAUSTED"),
+                *complete,
+                ("grpc_type", "unary"),
                 ("reason", "BYOK_QUOTA_EXCEEDED"),
             ),
         ): 1.0,
     }
-    assert _value(samples, "liya_rpc_duration_seconds_count", method=COMPLETE) == 2.0
-    assert _value(samples, "liya_rpc_duration_seconds_count", method=UPDATE) == 1.0
+    latency = "grpc_server_handling_seconds_count"
+    assert _value(samples, latency, **dict(complete), grpc_type="unary", grpc_code="OK") == 1.0
+    assert (
+        _value(
+            samples, latency, **dict(complete), grpc_type="unary", grpc_code="RESOURCE_EXHAUSTED"
+        )
+        == 1.0
+    )
+    assert _value(samples, latency, **dict(update), grpc_type="unary", grpc_code="OK") == 1.0
 
     calls = {k: v for k, v in samples.items() if k[0] == "liya_provider_calls_total"}
     byok_openai = (("mode", "byok"), ("model", "gpt-4o"), ("provider", "openai"))
@@ -84,7 +100,9 @@ async def test_metrics_count_rpcs_provider_calls_tokens_and_cost(servers, fake):
         ("liya_provider_calls_total", (*byok_openai, ("reason", "OK"))): 1.0,
         ("liya_provider_calls_total", (*byok_openai, ("reason", "BYOK_QUOTA_EXCEEDED"))): 1.0,
     }
-    assert _value(samples, "liya_provider_duration_seconds_count", provider="openai") == 2.0
+    provider_latency = "liya_provider_duration_seconds_count"
+    assert _value(samples, provider_latency, provider="openai", reason="OK") == 1.0
+    assert _value(samples, provider_latency, provider="openai", reason="BYOK_QUOTA_EXCEEDED") == 1.0
 
     # Usage of the one successful call: the fake's counts, at gpt-4o's catalog prices.
     expected_input = count_prompt_tokens([{"role": "user", "content": "hi"}])

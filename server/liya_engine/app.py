@@ -134,6 +134,7 @@ class RunningServer:
     async def _set_health(self, serving: bool) -> None:
         """Readiness: the overall status and each API service follow the
         database; ``liveness`` only says the process answers."""
+        self.services.metrics.database_up(serving)
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
