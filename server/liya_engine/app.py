@@ -272,8 +272,8 @@ def log_settings_in_effect(settings: Settings) -> None:
         )
     if settings.azure_allow_private_addresses:
         log.warning(
-            "LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES=true: tenants' Azure endpoints may "
-            "resolve to private addresses (for Private Link only)"
+            "setting on: tenants' Azure endpoints may resolve to private addresses "
+            "(azure_allow_private_addresses, for Private Link only)"
         )
 
 

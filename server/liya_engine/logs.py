@@ -6,9 +6,12 @@ message of anything key-shaped, so no handler can print a key even when a
 caller puts one in the wrong place. A worker of ``serve --workers`` names
 itself on every line (``set_worker``).
 
-Libraries stay at WARNING whatever ``LIYA_LOG_LEVEL`` says: at INFO the HTTP
-clients log a line per provider call (with tenants' Azure URLs), and at DEBUG
-they and the SDKs log request options and headers.
+Libraries log at WARNING and above, whatever their own switches
+(``OPENAI_LOG``, ``ANTHROPIC_LOG``) say: at INFO the HTTP clients log a line per
+provider call, with tenants' Azure URLs in it. Only ``LIYA_LOG_LEVEL=DEBUG``
+lets them log below that (the SDKs' request options, with the credential
+headers masked by their filters); the HTTP/2 header codecs, which would print
+raw headers, stay at WARNING even then.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from liya_engine.redact import scrub
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="-")
 
-#: Loggers of the libraries the server uses, held at WARNING. Parents cover
+#: Loggers of the libraries the server uses (WARNING unless we run at DEBUG). Parents cover
 #: their children (``aiohttp.access``, ``openai._base_client``, ...).
 LIBRARY_LOGGERS: tuple[str, ...] = (
     "aiohttp",
@@ -38,8 +41,6 @@ LIBRARY_LOGGERS: tuple[str, ...] = (
     "asyncpg",
     "grpc",
     "h11",
-    "h2",
-    "hpack",
     "httpcore",
     "httpcore2",
     "httpx",
@@ -48,6 +49,8 @@ LIBRARY_LOGGERS: tuple[str, ...] = (
     "sqlalchemy",
     "urllib3",
 )
+#: Loggers that print raw request headers at DEBUG: WARNING at every level.
+HEADER_LOGGERS: tuple[str, ...] = ("h2", "hpack")
 #: SDKs that read a logging switch (``OPENAI_LOG``, ``ANTHROPIC_LOG``) when
 #: imported and then lower their own and the HTTP client's levels.
 SDK_MODULES: tuple[str, ...] = ("openai", "anthropic")
@@ -136,24 +139,27 @@ TEXT_FORMAT = (
 )
 
 
-def quiet_libraries() -> None:
-    """Hold every library logger at WARNING, after the SDKs' own switches ran.
+def quiet_libraries(level: str = "INFO") -> None:
+    """Set every library logger's level from ours, after the SDKs' switches ran.
 
     Importing an SDK with ``OPENAI_LOG``/``ANTHROPIC_LOG`` set lowers its
     logger (and the HTTP client's) to DEBUG and installs a root handler;
-    importing them first and setting the levels after undoes both, whatever
-    the environment says.
+    importing them first and setting the levels after undoes both. Libraries
+    get WARNING, or DEBUG when ``level`` is DEBUG.
     """
     for module in SDK_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    library_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
     for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)
+    for name in HEADER_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Install one stderr handler with the context/redaction filter."""
-    quiet_libraries()  # first: an SDK's import may add a root handler
+    quiet_libraries(level)  # first: an SDK's import may add a root handler
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextAndRedactionFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
