@@ -172,13 +172,13 @@ def _server_env(tmp_path: Path) -> dict[str, str]:
                 local = tmp_path / Path(value).name
                 if name == "LIYA_MASTER_KEYS_FILE":
                     local.write_text("mk-test:" + base64.b64encode(bytes(32)).decode() + "\n")
+                elif name == "LIYA_DATABASE_URL_FILE":
+                    local.write_text("postgresql+asyncpg://liya@db.example.invalid/liya_engine\n")
                 else:
                     local.write_text("x" * 48 + "\n")
                 assert str(Path(value).parent) in mounts, f"{name} is not under a mounted volume"
                 value = str(local)
             env[name] = value
-        elif item["valueFrom"]["secretKeyRef"]["key"] == "database-url":
-            env[name] = "postgresql+asyncpg://liya@db.example.invalid/liya_engine"
     return env
 
 
@@ -357,39 +357,51 @@ def test_secrets_come_from_files_or_secret_refs_never_plain_values():
     assert not secret_settings & set(config), "a secret setting in the ConfigMap"
     plain = {item["name"] for item in container["env"] if "value" in item}
     assert not secret_settings & plain, "a secret setting as a plain env value"
-    # LIYA_MASTER_KEYS would take precedence over the file; it is never set.
-    assert "LIYA_MASTER_KEYS" not in {item["name"] for item in container["env"]}
+    # Every secret is a file named by the setting's *_FILE form: a variable
+    # would take precedence over its file, and none comes from secretKeyRef
+    # (the value would sit in the process environment).
+    assert [(item["name"], sorted(item)) for item in container["env"]] == [
+        ("LIYA_MASTER_KEYS_FILE", ["name", "value"]),
+        ("LIYA_JWT_HS256_SECRET_FILE", ["name", "value"]),
+        ("LIYA_DATABASE_URL_FILE", ["name", "value"]),
+    ]
+    assert not secret_settings & {item["name"] for item in container["env"]}
+    assert "envFrom" not in container or all(
+        "secretRef" not in source for source in container["envFrom"]
+    )
     assert "LIYA_ALLOW_INSECURE_ENDPOINTS" not in config
 
 
-def test_secret_references_match_the_example_secret():
+def test_secret_files_match_the_example_secret():
     example = _example_secret()
-    keys = set(example["stringData"]) | set(
-        re.findall(
-            r"^\s*#\s*([a-z0-9-]+):", (BASE / f"secret{EXAMPLE_SUFFIX}").read_text(), re.MULTILINE
-        )
-    )
+    text = (BASE / f"secret{EXAMPLE_SUFFIX}").read_text()
+    optional = set(re.findall(r"^\s*#\s*([a-z0-9-]+):", text, re.MULTILINE))
+    assert optional == {
+        "managed-openai-api-key",
+        "managed-anthropic-api-key",
+        "managed-azure-api-key",
+    }
+    # The optional keys' files have a *_FILE setting an overlay names.
+    known = _settings_names()
+    for key in optional:
+        assert f"LIYA_{key.upper().replace('-', '_')}_FILE" in known, key
     secret_name = example["metadata"]["name"]
     container = _container()
-    for item in container["env"]:
-        ref = item.get("valueFrom", {}).get("secretKeyRef")
-        if ref is not None:
-            assert ref["name"] == secret_name, item["name"]
-            assert ref["key"] in keys, item["name"]
-            if ref["key"] != "database-url":
-                assert ref.get("optional") is True, f"{item['name']} should be optional"
     volumes = {v["name"]: v for v in _pod()["volumes"]}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     files = {item["name"]: item["value"] for item in container["env"] if "value" in item}
-    for name in ("LIYA_MASTER_KEYS_FILE", "LIYA_JWT_HS256_SECRET_FILE"):
+    named = set()
+    for name in ("LIYA_MASTER_KEYS_FILE", "LIYA_JWT_HS256_SECRET_FILE", "LIYA_DATABASE_URL_FILE"):
         path = Path(files[name])
         mount = mounts[str(path.parent)]
         assert mount["readOnly"] is True, name
         volume = volumes[mount["name"]]
         assert volume["secret"]["secretName"] == secret_name, name
         assert path.name in example["stringData"], f"{name}: no {path.name} in the Secret"
+        named.add(path.name)
         # Readable by the group (fsGroup), never by others.
         assert volume["secret"]["defaultMode"] & 0o007 == 0, name
+    assert named == set(example["stringData"])  # every required key is read
     assert _pod()["securityContext"]["fsGroup"] == _dockerfile_user()[1]
 
 

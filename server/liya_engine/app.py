@@ -14,11 +14,13 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy.engine import make_url
 
 from liya.engine.v1 import (
     config_service_pb2,
@@ -171,11 +173,19 @@ class RunningServer:
             await self._probe
         await self.health.enter_graceful_shutdown()
         drain = self.services.settings.shutdown_drain_seconds
+        grace = self.services.settings.shutdown_grace_seconds if grace is None else grace
+        started = time.monotonic()
+        log.info(
+            "drain started: health NOT_SERVING, serving %.1fs more, then in-flight calls "
+            "get up to %.1fs",
+            drain,
+            grace,
+        )
         if drain > 0:
             # Keep answering while load balancers see NOT_SERVING and move away.
             await asyncio.sleep(drain)
-        grace = self.services.settings.shutdown_grace_seconds if grace is None else grace
         await self.server.stop(grace)
+        log.info("drain finished after %.1fs", time.monotonic() - started)
         if self._listener is not None:
             await self._listener.close()
         await self.services.aclose()
@@ -242,7 +252,30 @@ async def start_server(
     loop_module = type(asyncio.get_running_loop()).__module__
     loop = "uvloop" if loop_module.startswith("uvloop") else "asyncio"
     log.info("serving liya.engine.v1 on %s:%d (event loop: %s)", host, port, loop)
+    log_settings_in_effect(settings)
     return running
+
+
+def log_settings_in_effect(settings: Settings) -> None:
+    """Say where calls go and what development settings are on: the first
+    thing to check when calls fail everywhere after a deploy."""
+    log.info(
+        "upstream base URLs: OpenAI %s, Anthropic %s",
+        settings.openai_base_url,
+        settings.anthropic_base_url,
+    )
+    url = make_url(settings.database_url)
+    log.info("database: %s at %s", url.get_backend_name(), url.render_as_string(hide_password=True))
+    if settings.allow_insecure_endpoints:
+        log.warning(
+            "development setting on: LIYA_ALLOW_INSECURE_ENDPOINTS=true "
+            "(Azure endpoints may be loopback http URLs; never in production)"
+        )
+    if settings.azure_allow_private_addresses:
+        log.warning(
+            "setting on: tenants' Azure endpoints may resolve to private addresses "
+            "(azure_allow_private_addresses, for Private Link only)"
+        )
 
 
 def settle_heap() -> int:
@@ -271,13 +304,17 @@ async def serve_forever(
         settings, reuse_port=reuse_port, migrate=migrate, worker_index=worker_index
     )
     stop = asyncio.Event()
+    received: list[str] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     log.info("garbage collector: froze %d start-up objects", settle_heap())
     await stop.wait()
-    log.info(
-        "shutting down: draining in-flight calls (up to %.0fs)", settings.shutdown_grace_seconds
-    )
+    log.info("shutting down on %s", received[0])
     await running.stop()
     log.info("stopped")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import os
 import secrets
 import sys
@@ -93,6 +94,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
     settings.primary_master_key  # noqa: B018 - refuse to start without one
+    if args.dev:
+        logging.getLogger("liya_engine").warning(
+            "development flag on: --dev (master key and JWT secret from %s/ where "
+            "none is set; never in production)",
+            DEV_DIR,
+        )
     if settings.workers > 1:
         from liya_engine.workers import serve_workers
 

@@ -3,12 +3,22 @@
 The request id and tenant of the current call live in context variables set
 by the gRPC layer; a filter copies them onto every record and scrubs the
 message of anything key-shaped, so no handler can print a key even when a
-caller puts one in the wrong place.
+caller puts one in the wrong place. A worker of ``serve --workers`` names
+itself on every line (``set_worker``).
+
+Libraries log at WARNING and above, whatever their own switches
+(``OPENAI_LOG``, ``ANTHROPIC_LOG``) say: at INFO the HTTP clients log a line per
+provider call, with tenants' Azure URLs in it. Only ``LIYA_LOG_LEVEL=DEBUG``
+lets them log below that (the SDKs' request options, with the credential
+headers masked by their filters); the HTTP/2 header codecs, which would print
+raw headers, stay at WARNING even then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import importlib
 import json
 import logging
 import sys
@@ -20,6 +30,40 @@ from liya_engine.redact import scrub
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="-")
 
+#: Loggers of the libraries the server uses (WARNING unless we run at DEBUG). Parents cover
+#: their children (``aiohttp.access``, ``openai._base_client``, ...).
+LIBRARY_LOGGERS: tuple[str, ...] = (
+    "aiohttp",
+    "aiosqlite",
+    "alembic",
+    "anthropic",
+    "asyncio",
+    "asyncpg",
+    "grpc",
+    "h11",
+    "httpcore",
+    "httpcore2",
+    "httpx",
+    "httpx2",
+    "openai",
+    "sqlalchemy",
+    "urllib3",
+)
+#: Loggers that print raw request headers at DEBUG: WARNING at every level.
+HEADER_LOGGERS: tuple[str, ...] = ("h2", "hpack")
+#: SDKs that read a logging switch (``OPENAI_LOG``, ``ANTHROPIC_LOG``) when
+#: imported and then lower their own and the HTTP client's levels.
+SDK_MODULES: tuple[str, ...] = ("openai", "anthropic")
+
+_worker: int | None = None
+
+
+def set_worker(index: int | None) -> None:
+    """Name worker ``index`` on every line this process logs from now on
+    (``worker`` in JSON, ``[worker i]`` in text); None for a lone process."""
+    global _worker
+    _worker = index
+
 
 class ContextAndRedactionFilter(logging.Filter):
     """Adds ``request_id``/``tenant`` and scrubs the rendered message."""
@@ -27,6 +71,8 @@ class ContextAndRedactionFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         record.tenant = tenant_var.get()
+        record.worker = _worker
+        record.worker_tag = "" if _worker is None else f"[worker {_worker}] "
         message = record.getMessage()
         record.msg = scrub(message)
         record.args = None
@@ -76,6 +122,9 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "tenant": getattr(record, "tenant", "-"),
         }
+        worker = getattr(record, "worker", None)
+        if worker is not None:
+            entry["worker"] = worker
         for key in ("method", "code", "reason", "duration_ms", "provider", "model"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
@@ -85,12 +134,32 @@ class JsonFormatter(logging.Formatter):
 
 
 TEXT_FORMAT = (
-    "%(asctime)s %(levelname)-5s %(name)s [req=%(request_id)s tenant=%(tenant)s] %(message)s"
+    "%(asctime)s %(levelname)-5s %(worker_tag)s%(name)s "
+    "[req=%(request_id)s tenant=%(tenant)s] %(message)s"
 )
+
+
+def quiet_libraries(level: str = "INFO") -> None:
+    """Set every library logger's level from ours, after the SDKs' switches ran.
+
+    Importing an SDK with ``OPENAI_LOG``/``ANTHROPIC_LOG`` set lowers its
+    logger (and the HTTP client's) to DEBUG and installs a root handler;
+    importing them first and setting the levels after undoes both. Libraries
+    get WARNING, or DEBUG when ``level`` is DEBUG.
+    """
+    for module in SDK_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    library_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)
+    for name in HEADER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Install one stderr handler with the context/redaction filter."""
+    quiet_libraries(level)  # first: an SDK's import may add a root handler
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextAndRedactionFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
@@ -99,8 +168,3 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # Third-party clients log full URLs and headers at DEBUG.
-    for noisy in ("httpx", "httpcore", "openai", "anthropic", "aiosqlite", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
-    # Alembic narrates every plugin at INFO; the server logs the revision itself.
-    logging.getLogger("alembic").setLevel(logging.WARNING)

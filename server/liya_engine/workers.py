@@ -20,7 +20,9 @@ log = logging.getLogger("liya_engine.workers")
 def _worker(settings: Settings, index: int) -> None:
     from liya_engine import loops
     from liya_engine.app import serve_forever
+    from liya_engine.logs import set_worker
 
+    set_worker(index)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         loops.run(
@@ -28,7 +30,7 @@ def _worker(settings: Settings, index: int) -> None:
             settings.event_loop,
         )
     except BaseException:
-        log.exception("worker %d failed", os.getpid())
+        log.exception("worker %d (pid %d) failed", index, os.getpid())
         os._exit(1)
     os._exit(0)
 
@@ -56,9 +58,18 @@ def serve_workers(settings: Settings) -> int:
         if pid == 0:
             _worker(settings, index)
         children.append(pid)
-    log.info("started %d workers: %s", len(children), ", ".join(map(str, children)))
+    log.info(
+        "started %d workers: %s",
+        len(children),
+        ", ".join(f"worker {i} pid {pid}" for i, pid in enumerate(children)),
+    )
 
     def forward(signum, _frame) -> None:
+        log.info(
+            "received %s: forwarding SIGTERM to %d workers",
+            signal.Signals(signum).name,
+            len(children),
+        )
         for pid in children:
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -68,12 +79,15 @@ def serve_workers(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     status = 0
-    for pid in children:
+    for index, pid in enumerate(children):
         while True:
             try:
                 _, code = os.waitpid(pid, 0)
                 break
             except InterruptedError:
                 continue
-        status = status or (os.waitstatus_to_exitcode(code) != 0)
+        exit_code = os.waitstatus_to_exitcode(code)
+        log.info("worker %d (pid %d) exited with status %d", index, pid, exit_code)
+        status = status or (exit_code != 0)
+    log.info("all workers stopped")
     return int(status)

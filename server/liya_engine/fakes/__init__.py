@@ -8,13 +8,14 @@ loopback. In a test::
         ...  # call an SDK with base_url=fake.openai_base_url
         assert fake.last_request.api_key == "sk-test"
 
-Layout: ``server`` (the aiohttp app, its routes and control routes, the
-record of requests), ``failures`` (the failure kinds and queued rules),
-``replies`` (writing answers, streams and errors), ``answer`` (the
-deterministic answer), ``openai_format``, ``anthropic_format`` and
-``azure_format`` (one module per wire format). ``providers`` re-exports the
-public names. This package may import aiohttp and the standard library; of the
-service, only the ``fake-providers`` command imports it.
+Layout: ``server`` (the aiohttp app, its provider routes, the record of
+requests), ``control`` (the ``/_control/*`` routes), ``failures`` (the
+failure kinds and queued rules), ``replies`` (writing answers, streams and
+errors), ``answer`` (the deterministic answer), ``openai_format``,
+``anthropic_format`` and ``azure_format`` (one module per wire format).
+``providers`` re-exports the public names. This package may import aiohttp
+and the standard library; of the service, only the ``fake-providers``
+command imports it.
 
 As a pytest fixture::
 

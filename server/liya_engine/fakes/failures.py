@@ -89,6 +89,33 @@ class FailureRules:
         self._rules.clear()
 
 
+def parse_fail_request(
+    payload: Mapping[str, Any],
+) -> tuple[str | None, str, int | None, dict[str, Any]]:
+    """``provider, kind, times, options`` of a ``POST /_control/fail`` body:
+    ``{"provider": "openai"|"anthropic"|"azure"|"all", "kind": ..., "times": 1|null,
+    ...options}``; ``ValueError`` naming what is missing or wrong."""
+    opts = dict(payload)
+    provider = opts.pop("provider", None)
+    kind = opts.pop("kind", None)
+    times = opts.pop("times", 1)
+    if not isinstance(kind, str):
+        raise ValueError(f"kind is required: one of {', '.join(FAILURE_KINDS)}")
+    if kind not in FAILURE_KINDS:
+        raise ValueError(f"unknown failure kind {kind!r}; expected one of {FAILURE_KINDS}")
+    if provider is not None and not isinstance(provider, str):
+        raise ValueError("provider must be openai, anthropic, azure or all")
+    if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
+        raise ValueError("times must be a whole number of requests, or null for until reset")
+    for name in ("delay", "chunk_delay", "retry_after", "retry_after_ms", "status", "after"):
+        value = opts.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"{name} must be a number")
+    if "headers" in opts and not isinstance(opts["headers"], dict):
+        raise ValueError("headers must be an object of header names to values")
+    return provider, kind, times, opts
+
+
 def error_reply(
     error_shape: ErrorShape, kind: str, opts: Mapping[str, Any], key: str, model: str
 ) -> tuple[int, dict, dict[str, str]]:

@@ -12,14 +12,7 @@ What the answers and errors look like is each wire format module's business
 (``openai_format``, ``anthropic_format``, ``azure_format``); how a failure is
 asked for is ``failures``'; how an answer is written out is ``replies``'.
 
-Steering from another process uses the control routes:
-
-    POST /_control/fail      {"provider": "openai"|"anthropic"|"azure"|"all",
-                              "kind": ..., "times": 1 | null, ...options}
-    POST /_control/reset
-    POST /_control/keys      {"provider": ..., "keys": [...] | null}
-    POST /_control/models    {"provider": ..., "models": [...] | null}
-    GET  /_control/requests  [?provider=...]
+Steering from another process uses the control routes (``control``).
 """
 
 from __future__ import annotations
@@ -35,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from liya_engine.fakes import anthropic_format, azure_format, openai_format, replies
+from liya_engine.fakes import anthropic_format, azure_format, control, openai_format, replies
 from liya_engine.fakes.failures import FailureRules
 from liya_engine.fakes.recording import RecordedRequest
 from liya_engine.fakes.replies import Cut, WireFormat
@@ -164,12 +157,7 @@ class FakeProviders:
         app.router.add_post("/v1/chat/completions", self._handle_openai)
         app.router.add_post("/v1/messages", self._handle_anthropic)
         app.router.add_post(azure_format.ROUTE, self._handle_azure)
-        app.router.add_post("/_control/fail", self._control_fail)
-        app.router.add_post("/_control/reset", self._control_reset)
-        app.router.add_post("/_control/keys", self._control_keys)
-        app.router.add_post("/_control/models", self._control_models)
-        app.router.add_get("/_control/requests", self._control_requests)
-        app.router.add_get("/_control/health", self._control_health)
+        control.add_routes(app, self)
         return app
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -272,41 +260,6 @@ class FakeProviders:
             return replies.error(record, wire, "not_found", {}, key)
         return None
 
-    # ----------------------------------------------------------- control routes
-
-    async def _control_fail(self, request: web.Request) -> web.Response:
-        payload = await request.json()
-        provider = payload.pop("provider", None)
-        kind = payload.pop("kind")
-        times = payload.pop("times", 1)
-        try:
-            self.fail(provider, kind, times, **payload)
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"ok": True})
-
-    async def _control_reset(self, request: web.Request) -> web.Response:
-        self.reset()
-        return web.json_response({"ok": True})
-
-    async def _control_keys(self, request: web.Request) -> web.Response:
-        payload = await request.json()
-        self.set_keys(payload.get("provider", "all"), payload.get("keys"))
-        return web.json_response({"ok": True})
-
-    async def _control_models(self, request: web.Request) -> web.Response:
-        payload = await request.json()
-        self.set_models(payload.get("provider", "all"), payload.get("models"))
-        return web.json_response({"ok": True})
-
-    async def _control_requests(self, request: web.Request) -> web.Response:
-        provider = request.query.get("provider")
-        chosen = self.requests_for(provider) if provider else self.requests
-        return web.json_response([r.to_json() for r in chosen])
-
-    async def _control_health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
-
 
 async def _record(request: web.Request, provider: str) -> RecordedRequest:
     try:
@@ -365,7 +318,10 @@ def main_forever(host: str = "127.0.0.1", port: int = 8090) -> None:
             print(f"  LIYA_OPENAI_BASE_URL={fake.openai_base_url}", flush=True)
             print(f"  LIYA_ANTHROPIC_BASE_URL={fake.anthropic_base_url}", flush=True)
             print(f"  Azure endpoint: {fake.azure_endpoint}", flush=True)
-            print(f"  control: {fake.base_url}/_control/{{fail,reset,requests}}", flush=True)
+            print(
+                f"  control: {fake.base_url}/_control/{{fail,reset,keys,models,requests}}",
+                flush=True,
+            )
             await stop.wait()
 
     asyncio.run(_run())

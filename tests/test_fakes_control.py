@@ -1,0 +1,100 @@
+"""The fake providers' control API over HTTP, as the README's curl examples use it."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from liya_engine.fakes.failures import FAILURE_KINDS
+
+KINDS = list(FAILURE_KINDS)
+PROVIDERS = ["openai", "anthropic", "azure", "all"]
+
+
+@pytest.fixture
+async def http(fake):
+    async with aiohttp.ClientSession(fake.base_url) as session:
+        yield session
+
+
+async def _refusal(response: aiohttp.ClientResponse) -> str:
+    """The error of a 400 answer, after checking it lists the kinds and providers."""
+    assert response.status == 400
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert body["kinds"] == KINDS
+    assert body["providers"] == PROVIDERS
+    assert set(body) == {"error", "kinds", "providers"}
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (None, "the body is empty: send a JSON object"),
+        (b"  ", "the body is empty: send a JSON object"),
+        (b"[]", "the body must be a JSON object"),
+        (b'"auth"', "the body must be a JSON object"),
+        (b"{}", "kind is required: one of " + ", ".join(KINDS)),
+        (b'{"provider": "openai"}', "kind is required: one of " + ", ".join(KINDS)),
+        (b'{"kind": 3}', "kind is required: one of " + ", ".join(KINDS)),
+        (b'{"kind": "nope"}', f"unknown failure kind 'nope'; expected one of {FAILURE_KINDS}"),
+        (
+            b'{"kind": "auth", "provider": "cohere"}',
+            "unknown provider 'cohere'; expected one of ('openai', 'anthropic', 'azure')",
+        ),
+        (
+            b'{"kind": "auth", "times": "2"}',
+            "times must be a whole number of requests, or null for until reset",
+        ),
+        (b'{"kind": "auth", "times": 0}', "times must be at least 1, or None for until reset"),
+        (b'{"kind": "slow", "delay": "soon"}', "delay must be a number"),
+        (
+            b'{"kind": "auth", "headers": ["x"]}',
+            "headers must be an object of header names to values",
+        ),
+    ],
+)
+async def test_a_fail_request_it_cannot_act_on_is_a_400_listing_the_kinds(http, fake, body, error):
+    async with http.post("/_control/fail", data=body) as response:
+        assert await _refusal(response) == error
+    async with http.post(
+        "/v1/chat/completions",
+        json={"model": "gpt-4o", "messages": []},
+        headers={"Authorization": "Bearer sk-test"},
+    ) as response:
+        assert response.status == 200  # nothing was queued
+
+
+async def test_malformed_json_is_a_400_naming_the_parse_error(http):
+    async with http.post("/_control/fail", data=b'{"kind": "auth",') as response:
+        error = await _refusal(response)
+    assert error.startswith(
+        "the body is not JSON: Expecting property name enclosed in double quotes"
+    )
+
+
+@pytest.mark.parametrize("route", ["/_control/keys", "/_control/models"])
+async def test_keys_and_models_refuse_a_bodiless_or_malformed_post(http, route):
+    async with http.post(route) as response:
+        assert await _refusal(response) == "the body is empty: send a JSON object"
+    field = route.rsplit("/", 1)[1]
+    async with http.post(route, json={"provider": "openai", field: "gpt-4o"}) as response:
+        assert await _refusal(response) == f"{field} must be a list of strings or null"
+
+
+async def test_a_queued_failure_is_served_then_used_up(http, fake):
+    async with http.post(
+        "/_control/fail", json={"provider": "openai", "kind": "rate_limit", "retry_after": 7}
+    ) as response:
+        assert (response.status, await response.json()) == (200, {"ok": True})
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": "Bearer sk-test"}
+    async with http.post("/v1/chat/completions", json=request, headers=headers) as response:
+        assert response.status == 429
+        assert response.headers["retry-after"] == "7"
+    async with http.post("/v1/chat/completions", json=request, headers=headers) as response:
+        assert response.status == 200
+    async with http.get("/_control/requests", params={"provider": "openai"}) as response:
+        recorded = await response.json()
+    assert [r["failure"] for r in recorded] == ["rate_limit", None]
