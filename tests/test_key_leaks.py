@@ -20,7 +20,7 @@ from liya.engine.v1 import config_service_pb2 as cpb
 from liya_engine.config.model import Change
 from liya_engine.errors import InvalidConfig
 from liya_engine.identity import Identity
-from liya_engine.logs import configure_logging
+from liya_engine.logs import HEADER_LOGGERS, LIBRARY_LOGGERS, configure_logging
 from liya_engine.secret import Secret
 
 
@@ -83,10 +83,8 @@ def debug_logs(monkeypatch):
     """The server's own logging set-up at DEBUG, plus a raw record collector."""
     root = logging.getLogger()
     saved = list(root.handlers), root.level
-    noisy = {
-        n: logging.getLogger(n).level
-        for n in ("httpx", "httpcore", "openai", "anthropic", "aiosqlite", "asyncio")
-    }
+    # configure_logging sets every library logger's level: restore them all.
+    noisy = {n: logging.getLogger(n).level for n in LIBRARY_LOGGERS + HEADER_LOGGERS}
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
     configure_logging("DEBUG", "text")
@@ -286,3 +284,13 @@ async def test_audit_rows_hold_no_key_or_preview(servers, db_url):
     text = repr(entries)
     assert "provider_config.openai.api_key" in text
     assert key not in text and preview not in text
+
+
+def test_scrubbing_keeps_setting_names_but_not_tokens_that_start_like_one():
+    from liya_engine.redact import REDACTED, scrub
+
+    line = "setting on: LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES=true (for Private Link only)"
+    assert scrub(line) == line
+    # Only a whole upper-case name is one: a long run that merely starts with
+    # the prefix may be a key and is scrubbed.
+    assert scrub("LIYA_AZURE_ALLOW_PRIVATE_ADDRESSESabcdefgh1234") == REDACTED

@@ -283,7 +283,7 @@ async def test_start_up_and_shutdown_say_what_the_process_does(tmp_path, fake):
             "WARNING",
             "liya_engine",
             "setting on: tenants' Azure endpoints may resolve to private addresses "
-            "(azure_allow_private_addresses, for Private Link only)",
+            "(LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES=true, for Private Link only)",
         ),
         ("INFO", "liya_engine", "garbage collector: froze N start-up objects"),
         ("INFO", "liya_engine", "shutting down on SIGTERM"),

@@ -274,7 +274,7 @@ def log_settings_in_effect(settings: Settings) -> None:
     if settings.azure_allow_private_addresses:
         log.warning(
             "setting on: tenants' Azure endpoints may resolve to private addresses "
-            "(azure_allow_private_addresses, for Private Link only)"
+            "(LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES=true, for Private Link only)"
         )
 
 

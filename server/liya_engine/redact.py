@@ -25,7 +25,9 @@ _PATTERNS = re.compile(
     | \*{3,}[A-Za-z0-9_\-]{0,8}                 # the masked middle and tail of a key
     | (?i:bearer)\s+[A-Za-z0-9_\-.=+/]{8,}     # bearer credentials
     | eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-.]+  # JWTs
-    | (?<![A-Za-z0-9+_\-])[A-Za-z0-9+_\-]{32,}={0,2}  # long opaque tokens
+    | (?<![A-Za-z0-9+_\-])(?!LIYA_[A-Z0-9_]+(?![A-Za-z0-9+_\-]))[A-Za-z0-9+_\-]{32,}={0,2}
+                                                 # long opaque tokens, but not the
+                                                 # service's own setting names
     """,
     re.VERBOSE,
 )
