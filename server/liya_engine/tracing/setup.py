@@ -6,8 +6,15 @@ otherwise, when ``OTEL_TRACES_EXPORTER=none`` and when ``OTEL_SDK_DISABLED=true`
 Everything else is the SDK's own reading of the variables: the exporter's
 endpoint, headers, timeout and compression, the batch processor's queue and
 delay, the sampler, the resource (``OTEL_SERVICE_NAME``,
-``OTEL_RESOURCE_ATTRIBUTES``). The tracer provider is the service's own and
-is not installed globally: no library instrumentation can find it.
+``OTEL_RESOURCE_ATTRIBUTES``), the propagators that read a caller's context
+(``OTEL_PROPAGATORS``). The tracer provider is the service's own and is not
+installed globally: no library instrumentation can find it.
+
+The trace context is never forwarded: while tracing is on, the global
+propagator reads but never writes. A library that injects the current context
+into its requests by itself (the Anthropic SDK does, through
+``opentelemetry.propagate``) therefore writes nothing: no ``traceparent``
+reaches a provider.
 """
 
 from __future__ import annotations
@@ -17,8 +24,17 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
 from opentelemetry.sdk.resources import (
     SERVICE_NAME,
     SERVICE_VERSION,
@@ -59,12 +75,14 @@ class Tracing:
     provider: TracerProvider
     tracer: trace.Tracer
     endpoint: str
+    propagator: TextMapPropagator
 
     def stop(self) -> None:
         """Export what is queued and stop (blocks up to the export timeout:
         call it off the event loop)."""
         if tracing.TRACER is self.tracer:
             tracing.TRACER = None
+            propagate.set_global_textmap(self.propagator)
         _uninstall_log_fields()
         self.provider.shutdown()
 
@@ -85,6 +103,8 @@ def start(environ: Mapping[str, str]) -> Tracing | None:
     provider = TracerProvider(resource=Resource.create(defaults))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    configured = propagate.get_global_textmap()
+    propagate.set_global_textmap(ReadOnlyPropagator(configured))
     tracer = tracing.TRACER = provider.get_tracer(SCOPE, version)
     _install_log_fields()
     endpoint = ", ".join(_describe(e) for e in exporters)
@@ -93,7 +113,34 @@ def start(environ: Mapping[str, str]) -> Tracing | None:
         provider.resource.attributes.get(SERVICE_NAME),
         endpoint,
     )
-    return Tracing(provider, tracer, endpoint)
+    return Tracing(provider, tracer, endpoint, configured)
+
+
+class ReadOnlyPropagator(TextMapPropagator):
+    """The configured propagators for reading a caller's trace context; writes none."""
+
+    def __init__(self, configured: TextMapPropagator) -> None:
+        self._configured = configured
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        return self._configured.extract(carrier, context, getter)
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        """Nothing: the service forwards its trace context to nobody."""
+
+    @property
+    def fields(self) -> set[str]:
+        return set()
 
 
 def _exporter_names(environ: Mapping[str, str]) -> list[str]:
