@@ -220,9 +220,7 @@ async def test_a_complete_yields_a_server_and_a_provider_span_in_the_callers_tra
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": semconv[provider],
             "gen_ai.request.model": usage.model,
-            "gen_ai.request.max_tokens": attributes["gen_ai.request.max_tokens"],
             "gen_ai.response.model": attributes["gen_ai.response.model"],
-            "gen_ai.response.finish_reasons": ("stop",),
             "gen_ai.usage.input_tokens": usage.input_tokens,
             "gen_ai.usage.output_tokens": usage.output_tokens,
             "liya.intent": "general_chat",
@@ -231,7 +229,6 @@ async def test_a_complete_yields_a_server_and_a_provider_span_in_the_callers_tra
         }
         assert usage.input_tokens > 0 and usage.output_tokens > 0 and usage.cost_usd > 0
         assert attributes["gen_ai.response.model"].startswith(usage.model)
-        assert attributes["gen_ai.request.max_tokens"] > 0
         assert provider_spans.GEN_AI_PROVIDERS[usage.provider] == semconv[provider]
         assert client.status.code == client.status.STATUS_CODE_UNSET
         texts = every_value(spans)
@@ -321,7 +318,7 @@ async def test_without_otel_variables_nothing_is_traced(receiver, otel_env, serv
     await stubs.inference.Complete(request(), metadata=auth("t") + metadata, timeout=20)
     # The caller's context is not even read, so the Anthropic SDK has none to send.
     assert "traceparent" not in {name.lower() for name in fake.last_request.headers}
-    assert provider_spans.start("openai", "gpt-4o", intent="x", mode="byok", max_tokens=1) is None
+    assert provider_spans.start("openai", "gpt-4o", intent="x", mode="byok") is None
     await running.stop(0)
     assert receiver.requests == []
 

@@ -76,18 +76,18 @@ class InferenceService:
         """One completion for ``tenant_id``; raises the errors of DESIGN.md's table."""
         plan = await self._plan(tenant_id, call, deadline)
         adapter = self.adapters[plan.creds.provider]
-        span = _start_span(plan, call.intent)
+        traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         try:
             result = await adapter.complete(plan.creds, plan.request)
         except ProviderError as exc:
-            raise self._failed(plan, exc, started, span) from None
+            raise self._failed(plan, exc, started, traced) from None
         except BaseException as exc:
-            spans.failed(span, exc)
+            spans.failed(traced, exc)
             raise
         elapsed = time.perf_counter() - started
         usage = self._account(plan, result.input_tokens, result.output_tokens, request_id, elapsed)
-        _end_span(span, usage, result.model, result.finish_reason)
+        _trace_success(traced, usage, result.model)
         return Completion(result.text, result.finish_reason, usage)
 
     async def complete_stream(
@@ -97,7 +97,7 @@ class InferenceService:
         a provider failure, also mid-stream, is raised."""
         plan = await self._plan(tenant_id, call, deadline)
         adapter = self.adapters[plan.creds.provider]
-        span = _start_span(plan, call.intent)
+        traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         stream = adapter.stream(plan.creds, plan.request)
         try:
@@ -113,16 +113,16 @@ class InferenceService:
                         request_id,
                         time.perf_counter() - started,
                     )
-                    # Ended before the last piece is handed on: the caller may
+                    # Traced before the last piece is handed on: the caller may
                     # stop reading once it has the usage.
-                    _end_span(span, usage, event.model, event.finish_reason)
-                    span = None
+                    _trace_success(traced, usage, event.model)
+                    traced = None
                     yield StreamPiece(finish_reason=event.finish_reason, usage=usage)
                     return
         except ProviderError as exc:
-            raise self._failed(plan, exc, started, span) from None
+            raise self._failed(plan, exc, started, traced) from None
         except BaseException as exc:
-            spans.failed(span, exc)
+            spans.failed(traced, exc)
             raise
         finally:
             await stream.aclose()
@@ -135,7 +135,7 @@ class InferenceService:
                 model=plan.request.model,
             ),
             started,
-            span,
+            traced,
         )
 
     async def verify(
@@ -151,23 +151,22 @@ class InferenceService:
         plan = await self._plan(
             tenant_id, call, deadline, check_cost=False, default_model_only=not intent
         )
-        span = _start_span(plan, call.intent)
+        traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         try:
             result = await self.adapters[plan.creds.provider].complete(plan.creds, plan.request)
         except ProviderError as exc:
-            raise self._failed(plan, exc, started, span) from None
+            raise self._failed(plan, exc, started, traced) from None
         except BaseException as exc:
-            spans.failed(span, exc)
+            spans.failed(traced, exc)
             raise
         elapsed = time.perf_counter() - started
         self._metrics.provider_call(plan.creds.provider, plan.request.model, plan.mode, "", elapsed)
         spans.succeeded(
-            span,
+            traced,
             response_model=result.model,
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
-            finish_reason=result.finish_reason,
             cost_usd=None,  # a check, not billed usage
         )
         return VerifyResult(plan.creds.provider, plan.request.model, plan.mode, elapsed)
@@ -192,7 +191,7 @@ class InferenceService:
         )
 
     def _failed(
-        self, plan: Plan, exc: ProviderError, started: float, span: spans.Span | None
+        self, plan: Plan, exc: ProviderError, started: float, traced: spans.ProviderCall | None
     ) -> Exception:
         """Account a failed provider call; return what the caller is to get."""
         elapsed = time.perf_counter() - started
@@ -201,13 +200,13 @@ class InferenceService:
         )
         if isinstance(exc, ProviderTimedOut) and plan.caller_bound:
             deadline = DeadlineExceeded()
-            spans.failed(span, deadline)
+            spans.failed(traced, deadline)
             return deadline
         if not exc.model:
             exc.model = plan.request.model
             exc.metadata.setdefault("model", plan.request.model)
         exc.metadata.setdefault("mode", plan.mode)
-        spans.failed(span, exc)
+        spans.failed(traced, exc)
         return exc
 
     def _account(
@@ -223,28 +222,19 @@ class InferenceService:
         )
 
 
-def _start_span(plan: Plan, intent: str) -> spans.Span | None:
-    if tracing.TRACER is None:  # off: one check, no span and no attributes
+def _trace_call(plan: Plan, intent: str) -> spans.ProviderCall | None:
+    if tracing.TRACER is None:  # off: one check, nothing made
         return None
-    request = plan.request
-    return spans.start(
-        plan.creds.provider,
-        request.model,
-        intent=intent,
-        mode=plan.mode,
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-    )
+    return spans.start(plan.creds.provider, plan.request.model, intent=intent, mode=plan.mode)
 
 
-def _end_span(span: spans.Span | None, usage: Usage, response_model: str, finish: str) -> None:
-    if span is None:
+def _trace_success(traced: spans.ProviderCall | None, usage: Usage, response_model: str) -> None:
+    if traced is None:
         return
     spans.succeeded(
-        span,
+        traced,
         response_model=response_model,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
-        finish_reason=finish,
         cost_usd=usage.cost_usd,
     )

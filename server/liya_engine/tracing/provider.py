@@ -2,15 +2,21 @@
 conventions spell it (span ``chat {model}``, kind CLIENT).
 
 Attributes are names, numbers and reasons only: never a prompt, an answer, a
-key or a preview of one. The span is started without being made current, so
-nothing below it (the SDKs, their HTTP clients) can pick up its context, and
-no trace context is ever sent to a provider. Every function takes the span
-that ``start`` returned and does nothing with ``None`` (tracing off).
+key or a preview of one. They are the ones DESIGN.md lists and no more: each
+costs the SDK and the exporter a few microseconds per call. The span is not
+made current (nothing runs inside it but the adapter), and the propagator
+``setup`` installs writes no context, so no trace context reaches a provider.
+``start`` only notes the time and the request; the span is made, with all
+its attributes at once, when the call has ended (``succeeded``, ``failed``),
+which costs the SDK one attribute update instead of two. Both take what
+``start`` returned and do nothing with ``None`` (tracing off).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
@@ -23,74 +29,85 @@ GEN_AI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "azure": "azur
 OPERATION = "chat"
 
 
-def start(
-    provider: str,
-    model: str,
-    *,
-    intent: str,
-    mode: str,
-    max_tokens: int,
-    temperature: float | None = None,
-) -> Span | None:
-    """The span of a provider call about to be made, or ``None`` when tracing is off.
+@dataclass(slots=True)
+class ProviderCall:
+    """A provider call under way while tracing is on: when it started and what it asked."""
+
+    started_ns: int
+    provider: str
+    model: str
+    intent: str
+    mode: str
+
+    def attributes(self) -> dict[str, str | int | float]:
+        return {
+            "gen_ai.operation.name": OPERATION,
+            "gen_ai.provider.name": GEN_AI_PROVIDERS.get(self.provider, self.provider),
+            "gen_ai.request.model": self.model,
+            "liya.intent": self.intent,
+            "liya.mode": self.mode,
+        }
+
+
+def start(provider: str, model: str, *, intent: str, mode: str) -> ProviderCall | None:
+    """A provider call about to be made, or ``None`` when tracing is off.
 
     ``model`` is the model (for Azure, the deployment) the request names.
     """
-    tracer = tracing.TRACER
-    if tracer is None:
+    if tracing.TRACER is None:
         return None
-    attributes: dict[str, str | int | float] = {
-        "gen_ai.operation.name": OPERATION,
-        "gen_ai.provider.name": GEN_AI_PROVIDERS.get(provider, provider),
-        "gen_ai.request.model": model,
-        "gen_ai.request.max_tokens": max_tokens,
-        "liya.intent": intent,
-        "liya.mode": mode,
-    }
-    if temperature is not None:
-        attributes["gen_ai.request.temperature"] = temperature
-    return tracer.start_span(f"{OPERATION} {model}", kind=SpanKind.CLIENT, attributes=attributes)
+    return ProviderCall(time.time_ns(), provider, model, intent, mode)
 
 
 def succeeded(
-    span: Span | None,
+    call: ProviderCall | None,
     *,
     response_model: str,
     input_tokens: int,
     output_tokens: int,
-    finish_reason: str,
     cost_usd: float | None,
 ) -> None:
-    """End the span of a call that answered, with its usage."""
-    if span is None:
+    """The span of a call that answered, with its usage (and cost, when the
+    call is billed)."""
+    if call is None:
         return
-    span.set_attributes(
-        {
-            "gen_ai.response.model": response_model,
-            "gen_ai.usage.input_tokens": input_tokens,
-            "gen_ai.usage.output_tokens": output_tokens,
-            "gen_ai.response.finish_reasons": (finish_reason,),
-        }
-    )
+    attributes = call.attributes()
+    attributes["gen_ai.response.model"] = response_model
+    attributes["gen_ai.usage.input_tokens"] = input_tokens
+    attributes["gen_ai.usage.output_tokens"] = output_tokens
     if cost_usd is not None:
-        span.set_attribute("liya.cost_usd", cost_usd)
-    span.end()
+        attributes["liya.cost_usd"] = cost_usd
+    _span(call, attributes).end()
 
 
-def failed(span: Span | None, exc: BaseException) -> None:
-    """End the span of a call that failed with ``exc`` (what the caller gets).
+def failed(call: ProviderCall | None, exc: BaseException) -> None:
+    """The span of a call that failed with ``exc`` (what the caller gets).
 
     ``error.type`` is the error's reason (the ErrorInfo reason), or for an
     exception that has none its class name; the exception event carries the
     scrubbed message and no stack trace (frames can quote values).
     """
-    if span is None:
+    if call is None:
         return
-    span.set_attribute("error.type", error_type(exc))
+    attributes = call.attributes()
+    attributes["error.type"] = error_type(exc)
+    span = _span(call, attributes)
     if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
         record_exception(span, exc)
     span.set_status(StatusCode.ERROR)
     span.end()
+
+
+def _span(call: ProviderCall, attributes: dict[str, str | int | float]) -> Span:
+    """The call's span, a child of the current (server) span."""
+    tracer = tracing.TRACER
+    assert tracer is not None, "a ProviderCall exists only while tracing is on"
+    return tracer.start_span(
+        f"{OPERATION} {call.model}",
+        kind=SpanKind.CLIENT,
+        attributes=attributes,
+        start_time=call.started_ns,
+    )
 
 
 def error_type(exc: BaseException) -> str:

@@ -25,6 +25,8 @@ from liya_engine.tracing.provider import record_exception
 _SERVER_FAULTS = frozenset(
     {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
 )
+#: ``rpc.grpc.status_code`` by code name (google.rpc's numbering is gRPC's).
+_CODES = {name: number for name, number in code_pb2.Code.items()}
 
 
 @contextlib.contextmanager
@@ -54,7 +56,7 @@ def finished(code: str, reason: str) -> None:
     """Record on the current server span how the call ended: the gRPC code's
     name and, for a failure, its ErrorInfo reason."""
     current = trace.get_current_span()
-    current.set_attribute("rpc.grpc.status_code", code_pb2.Code.Value(code))
+    current.set_attribute("rpc.grpc.status_code", _CODES[code])
     if code != "OK":
         current.set_attribute("error.type", reason or code)
     if code in _SERVER_FAULTS:
