@@ -29,6 +29,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GenAiProviderNameValues,
 )
+from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
+    RPC_METHOD,
+    RPC_RESPONSE_STATUS_CODE,
+    RPC_SYSTEM_NAME,
+    RpcSystemNameValues,
+)
 from test_layering import _PROBE
 
 import liya_engine.tracing as tracing
@@ -209,10 +215,9 @@ async def test_a_complete_yields_a_server_and_a_provider_span_in_the_callers_tra
         assert client.parent_span_id == server.span_id
         assert (server.kind, client.kind) == (Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT)
         assert attributes_of(server.attributes) == {
-            "rpc.system": "grpc",
-            "rpc.service": "liya.engine.v1.InferenceService",
-            "rpc.method": "Complete",
-            "rpc.grpc.status_code": 0,
+            RPC_SYSTEM_NAME: RpcSystemNameValues.GRPC.value,
+            RPC_METHOD: COMPLETE,
+            RPC_RESPONSE_STATUS_CODE: "OK",
         }
         usage = usages[provider]
         attributes = attributes_of(client.attributes)
@@ -292,7 +297,15 @@ async def test_a_failing_call_has_its_reason_as_error_type_and_nothing_secret(
     assert client.status.code == client.status.STATUS_CODE_ERROR
     server_attributes = attributes_of(server.attributes)
     assert server_attributes["error.type"] == "BYOK_AUTH_FAILED"
-    assert server_attributes["rpc.grpc.status_code"] == details.code.value[0]
+    assert server_attributes == {
+        RPC_SYSTEM_NAME: "grpc",
+        RPC_METHOD: COMPLETE,
+        RPC_RESPONSE_STATUS_CODE: details.code.name,
+        "error.type": "BYOK_AUTH_FAILED",
+    }
+    assert details.code.name == "FAILED_PRECONDITION"
+    # A caller's error, handled as it should be: not a server span in error.
+    assert server.status.code == server.status.STATUS_CODE_UNSET
     # The failure is recorded as an exception event: its type and the message
     # the caller got, no stack trace.
     (event,) = client.events

@@ -2,8 +2,9 @@
 
 The gRPC layer opens it around a call (``span``) and reports how the call
 ended (``finished``); both are used only while tracing is on. Attributes
-follow the RPC semantic conventions (``rpc.system``, ``rpc.service``,
-``rpc.method``, ``rpc.grpc.status_code``) plus ``error.type`` = the reason.
+follow the current RPC semantic conventions: ``rpc.system.name`` (``grpc``),
+``rpc.method`` (fully qualified, as the span's name), ``rpc.response.status_code``
+(the gRPC code's name), and for a failure ``error.type`` = the ErrorInfo reason.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from google.rpc import code_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
@@ -25,8 +25,6 @@ from liya_engine.tracing.provider import record_exception
 _SERVER_FAULTS = frozenset(
     {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
 )
-#: ``rpc.grpc.status_code`` by code name (google.rpc's numbering is gRPC's).
-_CODES = {name: number for name, number in code_pb2.Code.items()}
 
 
 @contextlib.contextmanager
@@ -36,13 +34,12 @@ def span(method: str, metadata: Iterable[tuple[str, Any]] | None) -> Iterator[Sp
     tracer = tracing.TRACER
     assert tracer is not None, "server spans are opened only while tracing is on"
     full_name = method.lstrip("/")
-    service, _, name = full_name.partition("/")
     parent = propagate.extract({key: value for key, value in metadata or ()})
     current = tracer.start_span(
         full_name,
         context=parent,
         kind=SpanKind.SERVER,
-        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        attributes={"rpc.system.name": "grpc", "rpc.method": full_name},
     )
     token = otel_context.attach(trace.set_span_in_context(current, parent))
     try:
@@ -56,7 +53,7 @@ def finished(code: str, reason: str) -> None:
     """Record on the current server span how the call ended: the gRPC code's
     name and, for a failure, its ErrorInfo reason."""
     current = trace.get_current_span()
-    current.set_attribute("rpc.grpc.status_code", _CODES[code])
+    current.set_attribute("rpc.response.status_code", code)
     if code != "OK":
         current.set_attribute("error.type", reason or code)
     if code in _SERVER_FAULTS:
