@@ -146,8 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tracing",
         action="store_true",
-        help="only the tracing cost: warm G blocks alternately with tracing off and on "
-        "(OTLP to a local sink); rounds default 4 (quick 2), tenants 100",
+        help="only the tracing cost: warm G blocks, tracing off and on alternately "
+        "(rounds 4, quick 2; window 3, quick 1.5; ramp 0.2)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
@@ -161,8 +161,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "rss_tenants": 1_000 if quick else RSS_TARGET_TENANTS,
         "profile_seconds": 4.0 if quick else 10.0,
     }
-    if args.tracing:  # pairs of blocks, and only the warm tenant is called
-        defaults.update(rounds=2 if quick else 4, tenants=100, rss_tenants=1)
+    if args.tracing:
+        # Pairs of blocks; a short ramp, since spans of the ramp's calls are
+        # exported (and charged) in the window; only the warm tenant is called.
+        defaults.update(
+            rounds=2 if quick else 4,
+            window=1.5 if quick else 3.0,
+            warm=0.2,
+            tenants=100,
+            rss_tenants=1,
+        )
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +30,7 @@ SCENARIO = "G"
 CONCURRENCY = 16
 #: The most tracing may add to the warm path's server CPU per call (the issue's target).
 TARGET_OVERHEAD = 0.10
+SETTLE_SECONDS = 6.0
 
 
 class Sink:
@@ -104,6 +106,7 @@ def compare(bench: Bench) -> dict[str, Any]:
         for which in ("off", "on"):  # warm-up, not measured
             _use(bench, servers[which])
             _checked(run_block(bench, SCENARIO, CONCURRENCY, warm=0.3, window=0.5), which)
+        _settle(sink)  # the warm-up's spans exported before anything is measured
         spans_before = sink.spans
         for r in range(args.rounds):
             for which in ("off", "on") if r % 2 == 0 else ("on", "off"):
@@ -121,6 +124,15 @@ def compare(bench: Bench) -> dict[str, Any]:
                 stop_process(served.proc)
         sink.close()
     return _figures(blocks, spans)
+
+
+def _settle(sink: Sink) -> None:
+    """Wait until the batch processor has exported what it holds (it waits up to
+    OTEL_BSP_SCHEDULE_DELAY, 5 s by default, for a batch to fill)."""
+    seen = -1
+    while sink.spans != seen:
+        seen = sink.spans
+        time.sleep(SETTLE_SECONDS)
 
 
 def _use(bench: Bench, served: Served) -> None:
