@@ -33,7 +33,8 @@ from seeding import drop_pg_database
 
 PR_SET_PDEATHSIG = 1
 # Environment that could send traffic anywhere but loopback, or change the SDKs.
-SCRUBBED_PREFIXES = ("LIYA_", "OPENAI_", "ANTHROPIC_", "AZURE_")
+# OTEL_: tracing is on only where a run asks for it (``--tracing``).
+SCRUBBED_PREFIXES = ("LIYA_", "OPENAI_", "ANTHROPIC_", "AZURE_", "OTEL_")
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "ws_proxy", "wss_proxy")
 
 

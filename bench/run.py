@@ -28,6 +28,8 @@ CPU per request of the server, the fake and the clients (from /proc); the
 server's RSS. Then RSS before and after ``--rss-tenants`` distinct tenants made
 a call, the issue's targets as ratios, a table, and JSON under bench/results/.
 ``--profile`` samples the server with py-spy during an extra G block.
+``--tracing`` runs instead warm G blocks alternately on a server with tracing
+off and one with tracing on (``tracing_ab``).
 
 This module is the orchestration: the command line, the phases of a run and
 the order of the blocks. The other jobs have their own modules: ``harness``
@@ -63,6 +65,8 @@ from harness import Bench, tail
 from procstats import machine_info, profile_server
 from report import Results, summarise, write_report
 from seeding import create_pg_database, seed_database
+from tracing_ab import compare as compare_tracing
+from tracing_ab import report as report_tracing
 
 
 def block_order(round_index: int) -> list[str]:
@@ -139,6 +143,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile-native", action="store_true", help="py-spy --native: C/Cython frames too"
     )
+    p.add_argument(
+        "--tracing",
+        action="store_true",
+        help="only the tracing cost: warm G blocks, tracing off and on alternately "
+        "(rounds 4, quick 2; window 3, quick 1.5; ramp 0.2)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = p.parse_args(argv)
@@ -151,6 +161,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "rss_tenants": 1_000 if quick else RSS_TARGET_TENANTS,
         "profile_seconds": 4.0 if quick else 10.0,
     }
+    if args.tracing:
+        # Pairs of blocks; a short ramp, since spans of the ramp's calls are
+        # exported (and charged) in the window; only the warm tenant is called.
+        defaults.update(
+            rounds=2 if quick else 4,
+            window=1.5 if quick else 3.0,
+            warm=0.2,
+            tenants=100,
+            rss_tenants=1,
+        )
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -170,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     bench = Bench(args)
     try:
-        return run(bench, stamp, started)
+        return run_tracing(bench, stamp) if args.tracing else run(bench, stamp, started)
     except BenchError as exc:
         log(f"error: {exc}")
         return 1
@@ -217,6 +237,16 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     write_report(
         Results(args, stamp, started, machine, seed, fake_alone, figures, rss, blocks, profiles)
     )
+    return 0
+
+
+def run_tracing(bench: Bench, stamp: str) -> int:
+    """``--tracing``: the database, the fake and the clients, then the comparison."""
+    seed_phase(bench)
+    bench.start_fake()
+    bench.start_clients()
+    figures = compare_tracing(bench)
+    report_tracing(figures, None if bench.args.no_save else RESULTS_DIR, stamp)
     return 0
 
 

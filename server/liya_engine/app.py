@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from liya_engine.providers.registry import build_adapters
 from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
+from liya_engine.tracing import setup as tracing_setup
 
 log = logging.getLogger("liya_engine")
 
@@ -132,6 +134,7 @@ class RunningServer:
         self._probe = asyncio.create_task(self._probe_health())
         self._listener = None
         self._stopped = False
+        self.tracing: tracing_setup.Tracing | None = None
 
     async def _set_health(self, serving: bool) -> None:
         """Readiness: the overall status and each API service follow the
@@ -189,6 +192,9 @@ class RunningServer:
         if self._listener is not None:
             await self._listener.close()
         await self.services.aclose()
+        if self.tracing is not None:
+            # Flushing waits for the exporter; the loop keeps running meanwhile.
+            await asyncio.to_thread(self.tracing.stop)
 
 
 async def start_server(
@@ -200,7 +206,14 @@ async def start_server(
     worker_index: int = 0,
 ) -> RunningServer:
     """Build services (unless given) and start serving on ``settings.listen_address``."""
-    services = services or await build_services(settings, migrate=migrate)
+    # Before anything is registered: the guard and the domain check it once.
+    traces = tracing_setup.start(os.environ)
+    try:
+        services = services or await build_services(settings, migrate=migrate)
+    except BaseException:
+        if traces is not None:
+            await asyncio.to_thread(traces.stop)
+        raise
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
@@ -214,7 +227,7 @@ async def start_server(
             ("grpc.max_connection_age_grace_ms", 30_000),
         ],
     )
-    guard = CallGuard(services.verifier, services.metrics)
+    guard = CallGuard(services.verifier, services.metrics, access_log=settings.access_log)
     guard.register(
         config_service_pb2_grpc.add_ConfigServiceServicer_to_server,
         ConfigServicer(services.configs, services.inference, services.tenants),
@@ -239,9 +252,12 @@ async def start_server(
         port = server.add_insecure_port(settings.listen_address)
     except RuntimeError as exc:
         await services.aclose()
+        if traces is not None:
+            await asyncio.to_thread(traces.stop)
         raise OSError(f"cannot listen on {settings.listen_address}: {exc}") from None
     await server.start()
     running = RunningServer(server, port, services, health_servicer)
+    running.tracing = traces
     await running.listen_for_changes()
     await running._set_health(True)
     if settings.metrics_address:

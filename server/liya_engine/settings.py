@@ -189,6 +189,12 @@ class Settings:
         "LIYA_METRICS_ADDRESS", text, None, "host:port for Prometheus /metrics; unset = off"
     )
     log_format: str = setting("LIYA_LOG_FORMAT", choice(*LOG_FORMATS), "text", "text or json")
+    access_log: bool = setting(
+        "LIYA_ACCESS_LOG",
+        boolean,
+        False,
+        "one INFO line per call on logger liya_engine.access",
+    )
     log_level: str = setting(
         "LIYA_LOG_LEVEL",
         choice(*LOG_LEVELS, normalise=str.upper),

@@ -5,7 +5,8 @@ deadline comes in as seconds so the provider call never outlives the caller.
 A call is checked (``checks``) before anything is read or sent, planned
 (``plan``: provider, model, credentials, cost bound, budget), made through the
 provider's adapter (``ports.ProviderAdapter``) and accounted (usage, cost,
-latency, metrics).
+latency, metrics). Each provider call has a client span while tracing is on
+(``liya_engine.tracing.provider``; ``None`` and no work while it is off).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 
+import liya_engine.tracing as tracing
 from liya_engine.errors import (
     DeadlineExceeded,
     ProviderError,
@@ -35,6 +37,7 @@ from liya_engine.metrics import Metrics
 from liya_engine.providers import facts
 from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
+from liya_engine.tracing import provider as spans
 
 __all__ = [
     "Completion",
@@ -73,13 +76,18 @@ class InferenceService:
         """One completion for ``tenant_id``; raises the errors of DESIGN.md's table."""
         plan = await self._plan(tenant_id, call, deadline)
         adapter = self.adapters[plan.creds.provider]
+        traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         try:
             result = await adapter.complete(plan.creds, plan.request)
         except ProviderError as exc:
-            raise self._failed(plan, exc, started) from None
+            raise self._failed(plan, exc, started, traced) from None
+        except BaseException as exc:
+            spans.failed(traced, exc)
+            raise
         elapsed = time.perf_counter() - started
         usage = self._account(plan, result.input_tokens, result.output_tokens, request_id, elapsed)
+        _trace_success(traced, usage, result.model)
         return Completion(result.text, result.finish_reason, usage)
 
     async def complete_stream(
@@ -89,6 +97,7 @@ class InferenceService:
         a provider failure, also mid-stream, is raised."""
         plan = await self._plan(tenant_id, call, deadline)
         adapter = self.adapters[plan.creds.provider]
+        traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         stream = adapter.stream(plan.creds, plan.request)
         try:
@@ -104,10 +113,17 @@ class InferenceService:
                         request_id,
                         time.perf_counter() - started,
                     )
+                    # Traced before the last piece is handed on: the caller may
+                    # stop reading once it has the usage.
+                    _trace_success(traced, usage, event.model)
+                    traced = None
                     yield StreamPiece(finish_reason=event.finish_reason, usage=usage)
                     return
         except ProviderError as exc:
-            raise self._failed(plan, exc, started) from None
+            raise self._failed(plan, exc, started, traced) from None
+        except BaseException as exc:
+            spans.failed(traced, exc)
+            raise
         finally:
             await stream.aclose()
         raise self._failed(
@@ -119,6 +135,7 @@ class InferenceService:
                 model=plan.request.model,
             ),
             started,
+            traced,
         )
 
     async def verify(
@@ -134,13 +151,24 @@ class InferenceService:
         plan = await self._plan(
             tenant_id, call, deadline, check_cost=False, default_model_only=not intent
         )
+        traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         try:
-            await self.adapters[plan.creds.provider].complete(plan.creds, plan.request)
+            result = await self.adapters[plan.creds.provider].complete(plan.creds, plan.request)
         except ProviderError as exc:
-            raise self._failed(plan, exc, started) from None
+            raise self._failed(plan, exc, started, traced) from None
+        except BaseException as exc:
+            spans.failed(traced, exc)
+            raise
         elapsed = time.perf_counter() - started
         self._metrics.provider_call(plan.creds.provider, plan.request.model, plan.mode, "", elapsed)
+        spans.succeeded(
+            traced,
+            response_model=result.model,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cost_usd=None,  # a check, not billed usage
+        )
         return VerifyResult(plan.creds.provider, plan.request.model, plan.mode, elapsed)
 
     # -- steps ------------------------------------------------------------------
@@ -162,17 +190,23 @@ class InferenceService:
             tenant, call, deadline, check_cost=check_cost, default_model_only=default_model_only
         )
 
-    def _failed(self, plan: Plan, exc: ProviderError, started: float) -> Exception:
+    def _failed(
+        self, plan: Plan, exc: ProviderError, started: float, traced: spans.ProviderCall | None
+    ) -> Exception:
+        """Account a failed provider call; return what the caller is to get."""
         elapsed = time.perf_counter() - started
         self._metrics.provider_call(
             plan.creds.provider, plan.request.model, plan.mode, exc.reason, elapsed
         )
         if isinstance(exc, ProviderTimedOut) and plan.caller_bound:
-            return DeadlineExceeded()
+            deadline = DeadlineExceeded()
+            spans.failed(traced, deadline)
+            return deadline
         if not exc.model:
             exc.model = plan.request.model
             exc.metadata.setdefault("model", plan.request.model)
         exc.metadata.setdefault("mode", plan.mode)
+        spans.failed(traced, exc)
         return exc
 
     def _account(
@@ -186,3 +220,21 @@ class InferenceService:
         return Usage(
             input_tokens, output_tokens, round(cost, 10), provider, model, plan.mode, request_id
         )
+
+
+def _trace_call(plan: Plan, intent: str) -> spans.ProviderCall | None:
+    if tracing.TRACER is None:  # off: one check, nothing made
+        return None
+    return spans.start(plan.creds.provider, plan.request.model, intent=intent, mode=plan.mode)
+
+
+def _trace_success(traced: spans.ProviderCall | None, usage: Usage, response_model: str) -> None:
+    if traced is None:
+        return
+    spans.succeeded(
+        traced,
+        response_model=response_model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=usage.cost_usd,
+    )
