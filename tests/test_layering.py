@@ -33,6 +33,9 @@ FORBIDDEN = (
     "liya_engine.storage",
     "liya_engine.bootstrap",
     "liya_engine.api",
+    # The domain may use the OpenTelemetry API; the SDK and exporter are wired in app.py.
+    "opentelemetry.sdk",
+    "opentelemetry.exporter",
 )
 DOMAIN_PACKAGES = (liya_engine.config, liya_engine.inference, liya_engine.routing)
 

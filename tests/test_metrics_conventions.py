@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
 import platform
 import re
 import time
@@ -276,3 +277,23 @@ async def test_database_up_follows_the_health_check(servers, fake, postgres_url)
     )
     await point_at(good)
     await database_up_becomes(1.0)
+
+
+async def test_the_drain_says_how_many_calls_are_in_flight(servers, fake, caplog):
+    running, s = await servers.start()
+    await s.config.UpdateConfig(byok_openai(KEY), metadata=auth("acme"))
+    fake.fail("openai", "slow", delay=0.5)
+    call = s.inference.Complete(hello(), metadata=auth("acme"))
+    await fake.wait_for(lambda f: len(f.requests) == 1 and f.last_request.failure == "slow")
+    assert running.services.metrics.calls_in_flight == 1
+    with caplog.at_level(logging.INFO, logger="liya_engine"):
+        await running.stop(5)  # the held call finishes within the grace period
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if m.startswith("drain started")] == [
+        "drain started: 1 call(s) in flight; health NOT_SERVING, serving 0.0s more, "
+        "then in-flight calls get up to 5.0s"
+    ]
+    (finished,) = [m for m in messages if m.startswith("drain finished")]
+    assert finished.endswith("(0 call(s) still in flight)")
+    reply = await call
+    assert reply.message.content == "Fake answer to: hi"

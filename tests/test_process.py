@@ -290,10 +290,10 @@ async def test_start_up_and_shutdown_say_what_the_process_does(tmp_path, fake):
         (
             "INFO",
             "liya_engine",
-            "drain started: health NOT_SERVING, serving 0.2s more, "
+            "drain started: 0 call(s) in flight; health NOT_SERVING, serving 0.2s more, "
             "then in-flight calls get up to 1.0s",
         ),
-        ("INFO", "liya_engine", "drain finished after Ts"),
+        ("INFO", "liya_engine", "drain finished after Ts (0 call(s) still in flight)"),
         ("INFO", "liya_engine", "stopped"),
     ]
 

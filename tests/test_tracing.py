@@ -42,6 +42,7 @@ from helpers import auth, details_of
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya_engine.errors import SettingsError
+from liya_engine.logs import TEXT_FORMAT, ContextAndRedactionFilter, JsonFormatter
 from liya_engine.tracing import provider as provider_spans
 from liya_engine.tracing import setup
 
@@ -319,6 +320,12 @@ async def test_a_failing_call_has_its_reason_as_error_type_and_nothing_secret(
     # The log line of the traced call carries its trace id.
     (line,) = [r for r in caplog.records if "BYOK_AUTH_FAILED" in r.getMessage()]
     assert (line.trace_id, line.span_id) == (trace_id, server.span_id.hex())
+    # ... and both formats show it.
+    ContextAndRedactionFilter().filter(line)
+    text = logging.Formatter(TEXT_FORMAT).format(line)
+    assert f" trace={trace_id}] " in text
+    entry = json.loads(JsonFormatter().format(line))
+    assert (entry["trace_id"], entry["span_id"]) == (trace_id, server.span_id.hex())
 
 
 async def test_without_otel_variables_nothing_is_traced(receiver, otel_env, servers, fake):

@@ -178,9 +178,11 @@ class RunningServer:
         drain = self.services.settings.shutdown_drain_seconds
         grace = self.services.settings.shutdown_grace_seconds if grace is None else grace
         started = time.monotonic()
+        metrics = self.services.metrics
         log.info(
-            "drain started: health NOT_SERVING, serving %.1fs more, then in-flight calls "
-            "get up to %.1fs",
+            "drain started: %d call(s) in flight; health NOT_SERVING, serving %.1fs more, "
+            "then in-flight calls get up to %.1fs",
+            metrics.calls_in_flight,
             drain,
             grace,
         )
@@ -188,7 +190,11 @@ class RunningServer:
             # Keep answering while load balancers see NOT_SERVING and move away.
             await asyncio.sleep(drain)
         await self.server.stop(grace)
-        log.info("drain finished after %.1fs", time.monotonic() - started)
+        log.info(
+            "drain finished after %.1fs (%d call(s) still in flight)",
+            time.monotonic() - started,
+            metrics.calls_in_flight,
+        )
         if self._listener is not None:
             await self._listener.close()
         await self.services.aclose()

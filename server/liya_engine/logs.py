@@ -73,6 +73,9 @@ class ContextAndRedactionFilter(logging.Filter):
         record.tenant = tenant_var.get()
         record.worker = _worker
         record.worker_tag = "" if _worker is None else f"[worker {_worker}] "
+        # Set by the tracing record factory inside a span, when tracing is on.
+        trace_id = getattr(record, "trace_id", None)
+        record.trace = f" trace={trace_id}" if trace_id else ""
         message = record.getMessage()
         record.msg = scrub(message)
         record.args = None
@@ -125,7 +128,16 @@ class JsonFormatter(logging.Formatter):
         worker = getattr(record, "worker", None)
         if worker is not None:
             entry["worker"] = worker
-        for key in ("method", "code", "reason", "duration_ms", "provider", "model"):
+        for key in (
+            "method",
+            "code",
+            "reason",
+            "duration_ms",
+            "provider",
+            "model",
+            "trace_id",
+            "span_id",
+        ):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_text:
@@ -135,7 +147,7 @@ class JsonFormatter(logging.Formatter):
 
 TEXT_FORMAT = (
     "%(asctime)s %(levelname)-5s %(worker_tag)s%(name)s "
-    "[req=%(request_id)s tenant=%(tenant)s] %(message)s"
+    "[req=%(request_id)s tenant=%(tenant)s%(trace)s] %(message)s"
 )
 
 

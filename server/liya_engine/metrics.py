@@ -152,6 +152,7 @@ class Metrics:
         self._methods: dict[str, tuple] = {}
         # Per (method, code, reason): (handled child, latency child, in-flight child).
         self._done: dict[tuple[str, str, str], tuple] = {}
+        self.calls_in_flight = 0  # all methods: what a drain waits for
 
     def _model(self, model: str) -> str:
         if model in self._models or len(self._models) < _MAX_MODEL_LABELS:
@@ -177,6 +178,7 @@ class Metrics:
     def rpc_started(self, method: str) -> None:
         """A call of ``method`` (its full path) began; ``rpc_done`` ends it."""
         (self._methods.get(method) or self._method(method))[0].inc()
+        self.calls_in_flight += 1
 
     def rpc_done(self, method: str, code: str, reason: str, seconds: float) -> None:
         """A call of ``method`` ended with the gRPC code name ``code`` and the
@@ -192,6 +194,7 @@ class Metrics:
             )
         handled, latency, in_flight = done
         in_flight.dec()
+        self.calls_in_flight -= 1
         handled.inc()
         latency.observe(seconds)
 

@@ -1,5 +1,12 @@
 """Fakes of external services, for tests and local development.
 
+``server`` (the aiohttp app and what it recorded), ``control`` (the
+``/_control/*`` routes), ``failures`` (the failure rules), ``replies`` and
+``answer`` (what a reply holds), and one module per wire format
+(``openai_format``, ``anthropic_format``, ``azure_format``); ``providers``
+re-exports the public names. Imports aiohttp and the standard library only,
+never the service's own modules, so a fake cannot agree with a bug.
+
 ``FakeProviders`` serves the OpenAI, Anthropic and Azure OpenAI wire formats on
 loopback. In a test::
 

@@ -69,6 +69,11 @@ class AnthropicAdapter(PooledAdapter[anthropic.AsyncAnthropic]):
             base_url=base_url,
             max_retries=0,
             http_client=http_client,
+            # The SDK's own OpenTelemetry support would send the current trace
+            # to Anthropic and record spans (with request content, if the
+            # environment asks) on any provider an operator installs. The
+            # service's own spans say what it may; the SDK's say nothing.
+            open_telemetry={"traces": False, "propagation": False},
         )
 
     async def _create(

@@ -33,3 +33,6 @@ DASHBOARDS: Final = {
     AZURE: "the Azure portal",
 }
 """Where a tenant manages each provider's keys, plan and limits, as messages name it."""
+
+GEN_AI_PROVIDER_NAMES: Final = {OPENAI: "openai", ANTHROPIC: "anthropic", AZURE: "azure.ai.openai"}
+"""Each provider as OpenTelemetry's GenAI conventions name it (``gen_ai.provider.name``)."""

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 import liya_engine.tracing as tracing
+from liya_engine.providers import facts
 from liya_engine.redact import scrub
 
 #: ``gen_ai.provider.name`` of each provider, as the semantic conventions'
 #: well-known values spell them.
-GEN_AI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "azure": "azure.ai.openai"}
+GEN_AI_PROVIDERS = facts.GEN_AI_PROVIDER_NAMES
 OPERATION = "chat"
 
 
