@@ -58,18 +58,18 @@ async def _reset(fake: FakeProviders, request: web.Request) -> web.Response:
 
 
 async def _keys(fake: FakeProviders, request: web.Request) -> web.Response:
-    try:
-        payload = await _json_object(request)
-        fake.set_keys(payload.get("provider", "all"), _names(payload, "keys"))
-    except ValueError as exc:
-        return _refused(str(exc))
-    return web.json_response({"ok": True})
+    return await _set_names(request, "keys", fake.set_keys)
 
 
 async def _models(fake: FakeProviders, request: web.Request) -> web.Response:
+    return await _set_names(request, "models", fake.set_models)
+
+
+async def _set_names(request: web.Request, field: str, setter) -> web.Response:
+    """``{"provider": ..., field: [names]}``: what a provider accepts from now on."""
     try:
         payload = await _json_object(request)
-        fake.set_models(payload.get("provider", "all"), _names(payload, "models"))
+        setter(payload.get("provider", "all"), _names(payload, field))
     except ValueError as exc:
         return _refused(str(exc))
     return web.json_response({"ok": True})
