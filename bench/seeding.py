@@ -4,8 +4,9 @@ service's own repositories, and the scratch PostgreSQL database of
 
 Each tenant is in byok mode with its own OpenAI key, encrypted by a
 ``KeyCipher`` built the way the server builds it (``bootstrap.build_cipher``:
-the same master key, the same stored salt) and saved by
-``uow.configs.save`` as a first version, many tenants per unit of work. No
+the same master key, the same stored salt) and saved by the repository's
+``uow.configs.create_many`` (what ``save`` writes for a first version, in
+multi-row INSERTs), many tenants per unit of work. No
 audit rows are written: no caller made these changes.
 """
 
@@ -131,10 +132,7 @@ class _Writer:
         configs = [self.config_of(tenant) for tenant in tenants]
         self.encrypt_seconds += time.perf_counter() - t0
         async with self._db.unit_of_work(write=True) as uow:
-            for config in configs:
-                await uow.configs.save(
-                    config, previous=TenantConfig(config.tenant_id), key_ids=self._key_ids
-                )
+            await uow.configs.create_many(configs, key_ids=self._key_ids)
             await uow.commit()
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from liya_engine.config.model import PROVIDER_ORDER, ModelSettings, StoredProvider, TenantConfig
 from liya_engine.config.rewrap import rewrap_all
 from liya_engine.crypto.cipher import KeyCipher, Keyring, KeyringEntry, new_salt
-from liya_engine.errors import StorageUnavailable
+from liya_engine.errors import Conflict, StorageUnavailable
 from liya_engine.storage import rows
 from liya_engine.storage.database import Database
 from liya_engine.storage.sqlite_reader import SqliteReader
@@ -144,6 +144,31 @@ async def test_every_field_round_trips_through_every_read_path(db, db_url):
         assert got == third and sorted(got.providers) == ["azure", "openai"], path
     for path, got in (await read_every_way(db, db_url, "nobody")).items():
         assert got is None, path
+
+
+async def test_create_many_writes_what_save_writes_and_refuses_a_second_time(db, db_url):
+    many = [every_field_set(f"t{i}", 1, f"m{i}") for i in range(3)]
+    key_ids = {"openai": "k-openai", "anthropic": "k-anthropic", "azure": "k-azure"}
+    async with db.unit_of_work(write=True) as uow:
+        await uow.configs.create_many(many, key_ids=key_ids)
+        await uow.commit()
+    for config in many:
+        for path, got in (await read_every_way(db, db_url, config.tenant_id)).items():
+            assert got == config, path
+    async with db.unit_of_work() as uow:
+        assert await uow.configs.count_by_master_key() == {
+            "k-openai": 3,
+            "k-anthropic": 3,
+            "k-azure": 3,
+        }
+    # A tenant that already has a config: nothing of the batch is written.
+    with pytest.raises(Conflict):
+        async with db.unit_of_work(write=True) as uow:
+            await uow.configs.create_many(
+                [every_field_set("fresh", 1, "f"), many[0]], key_ids=key_ids
+            )
+            await uow.commit()
+    assert await db.read_config("fresh") is None
 
 
 # -- rewrap on the ports it is handed -----------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,6 +76,35 @@ class TenantConfigRepository:
                 key_ids.get(name),
             )
         await self._s.flush()
+
+    async def create_many(
+        self, configs: Sequence[TenantConfig], *, key_ids: Mapping[str, str]
+    ) -> None:
+        """Write the first version of many tenants' configs at once (two
+        multi-row INSERTs): what ``save`` with an empty ``previous`` writes for
+        each, for bulk loads such as seeding. Raises ``Conflict`` if any tenant
+        already has a config."""
+        if not configs:
+            return
+        config_rows = [
+            {"tenant_id": config.tenant_id, **rows.config_columns(config)} for config in configs
+        ]
+        provider_rows = [
+            {
+                "tenant_id": config.tenant_id,
+                "provider": name,
+                "master_key_id": key_ids.get(name),
+                **rows.provider_columns(stored),
+            }
+            for config in configs
+            for name, stored in sorted(config.providers.items())
+        ]
+        try:
+            await self._s.execute(insert(TenantConfigRow), config_rows)
+            if provider_rows:
+                await self._s.execute(insert(_Credential), provider_rows)
+        except IntegrityError:
+            raise Conflict(configs[0].tenant_id) from None
 
     async def _save_provider(
         self,
