@@ -18,7 +18,7 @@ import uvloop
 
 from helpers import Stubs, stubs_for, test_env
 from liya_engine.app import RunningServer, start_server
-from liya_engine.fakes.providers import FakeProviders
+from liya_engine.fakes import FakeProviders
 from liya_engine.settings import Settings
 
 POSTGRES_URL = os.environ.get(

@@ -30,7 +30,7 @@ from liya.engine.v1 import config_service_pb2_grpc as cpb_grpc
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya.engine.v1 import inference_service_pb2_grpc as ipb_grpc
 from liya.engine.v1.error_reason_pb2 import ErrorReason
-from liya_engine.fakes.providers import bind_refused_port
+from liya_engine.fakes import bind_refused_port
 
 OPENAI_KEY = "sk-" + "c" * 44 + "OPEN"
 AZURE_KEY = "0123456789abcdef" * 2

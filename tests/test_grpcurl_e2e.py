@@ -11,7 +11,7 @@ import pytest
 
 from guide_bodies import BODIES
 from helpers import BIN, served_process, token
-from liya_engine.fakes.providers import bind_refused_port
+from liya_engine.fakes import bind_refused_port
 
 GRPCURL = BIN / "grpcurl"
 

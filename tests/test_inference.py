@@ -279,7 +279,7 @@ async def test_canary_key_never_in_error_text(stubs, fake, caplog):
 
 
 async def test_unreachable_azure_endpoint(servers, fake):
-    from liya_engine.fakes.providers import bind_refused_port
+    from liya_engine.fakes import bind_refused_port
 
     _, s = await servers.start()
     port = bind_refused_port()

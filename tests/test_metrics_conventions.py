@@ -23,7 +23,7 @@ from prometheus_client.samples import Sample
 from helpers import auth, byok_openai, details_of, free_port, hello
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya_engine.errors import REASONS
-from liya_engine.fakes.providers import bind_refused_port
+from liya_engine.fakes import bind_refused_port
 
 CONFIG = "liya.engine.v1.ConfigService"
 INFERENCE = "liya.engine.v1.InferenceService"

@@ -30,7 +30,7 @@ from helpers import (
 )
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya_engine.app import GC_THRESHOLDS, log_settings_in_effect, settle_heap
-from liya_engine.fakes.providers import bind_refused_port
+from liya_engine.fakes import bind_refused_port
 from liya_engine.settings import Settings
 
 

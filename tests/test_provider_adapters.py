@@ -35,7 +35,7 @@ from liya_engine.errors import (
     ProviderUnavailable,
     ProviderUnreachable,
 )
-from liya_engine.fakes.providers import (
+from liya_engine.fakes import (
     FakeProviders,
     answer_words,
     bind_refused_port,

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.errors import ForbiddenAddress, ProviderUnreachable
-from liya_engine.fakes.providers import FakeProviders
+from liya_engine.fakes import FakeProviders
 from liya_engine.providers.azure_adapter import AzureOpenAIAdapter
 from liya_engine.providers.base import Credentials, Message, ProviderRequest
 from liya_engine.providers.openai_adapter import OpenAIAdapter

@@ -168,7 +168,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_fake_providers(args: argparse.Namespace) -> int:
-    from liya_engine.fakes.providers import main_forever
+    from liya_engine.fakes import main_forever
 
     main_forever(args.host, args.port)
     return 0

@@ -1,12 +1,5 @@
 """Fakes of external services, for tests and local development.
 
-``server`` (the aiohttp app and what it recorded), ``control`` (the
-``/_control/*`` routes), ``failures`` (the failure rules), ``replies`` and
-``answer`` (what a reply holds), and one module per wire format
-(``openai_format``, ``anthropic_format``, ``azure_format``); ``providers``
-re-exports the public names. Imports aiohttp and the standard library only,
-never the service's own modules, so a fake cannot agree with a bug.
-
 ``FakeProviders`` serves the OpenAI, Anthropic and Azure OpenAI wire formats on
 loopback. In a test::
 
@@ -20,9 +13,9 @@ requests), ``control`` (the ``/_control/*`` routes), ``failures`` (the
 failure kinds and queued rules), ``replies`` (writing answers, streams and
 errors), ``answer`` (the deterministic answer), ``openai_format``,
 ``anthropic_format`` and ``azure_format`` (one module per wire format).
-``providers`` re-exports the public names. This package may import aiohttp
-and the standard library; of the service, only the ``fake-providers``
-command imports it.
+This package exports the public names; it may import aiohttp and the
+standard library, never the service's own modules (a fake cannot agree with
+a bug), and of the service only the ``fake-providers`` command imports it.
 
 As a pytest fixture::
 
@@ -32,14 +25,13 @@ As a pytest fixture::
             yield running
 """
 
-from liya_engine.fakes.providers import (
-    FAILURE_KINDS,
+from liya_engine.fakes.answer import answer_words, count_prompt_tokens
+from liya_engine.fakes.failures import FAILURE_KINDS
+from liya_engine.fakes.recording import RecordedRequest
+from liya_engine.fakes.server import (
     PROVIDER_NAMES,
     FakeProviders,
-    RecordedRequest,
-    answer_words,
     bind_refused_port,
-    count_prompt_tokens,
     main_forever,
 )
 
