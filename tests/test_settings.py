@@ -279,3 +279,23 @@ def test_reading_settings_loads_no_crypto_storage_or_transport_library():
         [BIN / "python", "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_key_material_written_where_the_id_goes_is_never_echoed():
+    import base64
+    import os
+
+    material = base64.b64encode(os.urandom(32)).decode()
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"LIYA_MASTER_KEYS": f"{material}:primary"})
+    assert str(err.value) == (
+        "LIYA_MASTER_KEYS: an entry starts with key material; entries are key_id:base64(32 bytes)"
+    )
+    assert material not in str(err.value)
+
+
+def test_the_settings_repr_shows_no_database_url():
+    url = "postgresql+asyncpg://liya:Secr3t-pw@db.internal/liya"
+    settings = Settings.from_env({"LIYA_DATABASE_URL": url})
+    assert settings.database_url == url
+    assert "Secr3t" not in repr(settings)

@@ -63,9 +63,10 @@ SERVICE_CONFIG: dict[str, Any] = {
 }
 
 
-def channel_options(
-    extra: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None,
-) -> list[tuple[str, Any]]:
+ChannelOptions = Sequence[tuple[str, Any]] | Mapping[str, Any] | None
+
+
+def channel_options(extra: ChannelOptions = None) -> list[tuple[str, Any]]:
     """The client's channel options; entries of ``extra`` replace defaults of the same name."""
     options: dict[str, Any] = {
         "grpc.keepalive_time_ms": KEEPALIVE_TIME_MS,
@@ -95,8 +96,10 @@ def channel_credentials(
     return None
 
 
-def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:
+def auth_metadata(token: object) -> tuple[tuple[str, str], ...]:
     """The ``authorization`` metadata for a token (with or without its ``Bearer`` prefix)."""
+    if not isinstance(token, str):
+        raise TypeError(f"the token provider returned {type(token).__name__}, not str")
     token = token.strip()
     if token[:7].lower() == "bearer ":
         token = token[7:].strip()
@@ -166,9 +169,6 @@ def completion_fields(
     if temperature is not None:
         fields["temperature"] = temperature
     return fields
-
-
-ChannelOptions = Sequence[tuple[str, Any]] | Mapping[str, Any] | None
 
 
 class ClientBase:

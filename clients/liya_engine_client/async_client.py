@@ -128,8 +128,6 @@ class AsyncLiyaClient(ClientBase):
             token = token()
             if inspect.isawaitable(token):
                 token = await token
-        if not isinstance(token, str):
-            raise TypeError(f"the token provider returned {type(token).__name__}, not str")
         return auth_metadata(token)
 
     async def _unary(self, method, request, timeout: float | None):

@@ -88,8 +88,6 @@ __all__ = [
     "reason_classes",
 ]
 
-#: Every reason the service can send: the value names of ``ErrorReason``.
-
 
 class InvalidToken(LiyaError):
     """The bearer token is missing, malformed, expired or wrongly signed."""

@@ -78,8 +78,6 @@ class LiyaClient(ClientBase):
                 if inspect.iscoroutine(token):
                     token.close()  # avoid a "never awaited" warning on top of the error
                 raise TypeError("LiyaClient needs a token callable that returns a str")
-        if not isinstance(token, str):
-            raise TypeError(f"the token provider returned {type(token).__name__}, not str")
         return auth_metadata(token)
 
     def _unary(self, method, request, timeout: float | None):

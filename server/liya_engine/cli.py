@@ -120,7 +120,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
-    from liya_engine.crypto.cipher import generate_master_key_line
+    from liya_engine.crypto.master_keys import generate_master_key_line
 
     try:
         print(generate_master_key_line(args.id))

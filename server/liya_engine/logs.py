@@ -56,13 +56,15 @@ HEADER_LOGGERS: tuple[str, ...] = ("h2", "hpack")
 SDK_MODULES: tuple[str, ...] = ("openai", "anthropic")
 
 _worker: int | None = None
+_worker_tag = ""
 
 
 def set_worker(index: int | None) -> None:
     """Name worker ``index`` on every line this process logs from now on
     (``worker`` in JSON, ``[worker i]`` in text); None for a lone process."""
-    global _worker
+    global _worker, _worker_tag
     _worker = index
+    _worker_tag = "" if index is None else f"[worker {index}] "
 
 
 class ContextAndRedactionFilter(logging.Filter):
@@ -72,7 +74,7 @@ class ContextAndRedactionFilter(logging.Filter):
         record.request_id = request_id_var.get()
         record.tenant = tenant_var.get()
         record.worker = _worker
-        record.worker_tag = "" if _worker is None else f"[worker {_worker}] "
+        record.worker_tag = _worker_tag
         # Set by the tracing record factory inside a span, when tracing is on.
         trace_id = getattr(record, "trace_id", None)
         record.trace = f" trace={trace_id}" if trace_id else ""

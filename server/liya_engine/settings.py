@@ -128,6 +128,7 @@ class Settings:
         "sqlite+aiosqlite:///liya-engine.db",
         "SQLAlchemy URL (sqlite+aiosqlite:///file.db or postgresql+asyncpg://user@host/db)",
         file="LIYA_DATABASE_URL_FILE",
+        repr=False,  # it may carry the database password
     )
     master_keys: tuple[MasterKey, ...] = setting(
         "LIYA_MASTER_KEYS",

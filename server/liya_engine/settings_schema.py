@@ -69,9 +69,13 @@ def setting(
     help: str = "",
     *,
     file: bool = False,
+    repr: bool = True,
 ) -> Any:
-    """A dataclass field read from ``variable`` (``default`` omitted: required)."""
-    return dataclasses.field(default=default, metadata={_ROW: Setting(variable, parse, help, file)})
+    """A dataclass field read from ``variable`` (``default`` omitted: required);
+    ``repr=False`` keeps a value that may hold a password out of ``repr``."""
+    return dataclasses.field(
+        default=default, repr=repr, metadata={_ROW: Setting(variable, parse, help, file)}
+    )
 
 
 def rows(cls: type) -> Iterator[tuple[dataclasses.Field, Setting]]:

@@ -58,7 +58,9 @@ class StoredProvider:
     endpoint: str = ""
     deployment_name: str = ""
     api_version: str = ""
-    pending_key: Secret | None = field(default=None, repr=False, metadata={"stored": False})
+    pending_key: Secret | None = field(
+        default=None, repr=False, hash=False, metadata={"stored": False}
+    )
 
     @property
     def configured(self) -> bool:
@@ -95,7 +97,8 @@ class TenantConfig:
         return self.providers.get(name, StoredProvider())
 
     def configured_providers(self) -> list[str]:
-        """Providers with a stored key, highest precedence first."""
+        """Providers with a key (stored, or set by the update being applied),
+        highest precedence first."""
         return [p for p in PROVIDER_ORDER if self.provider(p).configured]
 
     def with_provider(self, name: str, stored: StoredProvider) -> TenantConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from liya_engine.config.model import KEY_FIELD
 from liya_engine.config.ports import ConfigStore
 from liya_engine.crypto.cipher import KeyCipher
 from liya_engine.errors import KeyDecryptionFailed
@@ -62,7 +63,7 @@ async def rewrap_all(
                 after = (tenant_id, provider)
                 try:
                     new = cipher.rewrap(
-                        blob, tenant_id=tenant_id, provider=provider, field="api_key"
+                        blob, tenant_id=tenant_id, provider=provider, field=KEY_FIELD
                     )
                 except KeyDecryptionFailed as exc:
                     report.failed += 1

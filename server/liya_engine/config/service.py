@@ -27,7 +27,6 @@ from liya_engine.config import audit_pages, keys, patch, paths
 from liya_engine.config import validation as v
 from liya_engine.config.changes import ConfigChange, Rules
 from liya_engine.config.endpoints import EndpointPolicy
-from liya_engine.config.keys import key_preview as key_preview  # re-exported for scripts
 from liya_engine.config.model import AuditEntry, Change, TenantConfig
 from liya_engine.config.ports import ConfigStore, UnitOfWork
 from liya_engine.crypto.cipher import KeyCipher

@@ -71,6 +71,10 @@ def _parse_entry(item: str, source: str) -> MasterKey:
     if not sep or not key_id:
         raise SettingsError(f"{source}: each entry must be key_id:base64(32 bytes)")
     if not is_valid_key_id(key_id):
+        if _is_key_material(key_id):  # written the wrong way round: never echo it
+            raise SettingsError(
+                f"{source}: an entry starts with key material; entries are key_id:base64(32 bytes)"
+            )
         raise SettingsError(f"{source}: key id {key_id!r} must be {KEY_ID_RULE}")
     try:
         material = base64.b64decode(b64.strip(), validate=True)
@@ -97,3 +101,10 @@ def generate_master_key_line(key_id: str | None = None) -> str:
         raise ValueError(f"key id must be {KEY_ID_RULE}")
     material = base64.b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).decode("ascii")
     return f"{key_id}:{material}"
+
+
+def _is_key_material(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == MASTER_KEY_BYTES
+    except (binascii.Error, ValueError):
+        return False

@@ -15,8 +15,9 @@ class RecordedRequest:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
-    api_key: str | None
+    # Keys travel in these: keep them out of reprs (pytest failure output, logs).
+    headers: dict[str, str] = field(repr=False)
+    api_key: str | None = field(repr=False)
     body: Any
     model: str | None
     deployment: str | None

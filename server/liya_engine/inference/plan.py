@@ -24,7 +24,12 @@ from liya_engine.inference.tenants import ResolvedTenant
 from liya_engine.inference.values import CompletionInput
 from liya_engine.providers import facts
 from liya_engine.routing.catalog import Catalog, ModelInfo
-from liya_engine.routing.router import available_providers, choose_model, provider_for_model
+from liya_engine.routing.router import (
+    available_providers,
+    choose_model,
+    is_claude,
+    provider_for_model,
+)
 from liya_engine.settings import Settings
 
 DEADLINE_MARGIN_SECONDS = 0.05
@@ -115,7 +120,7 @@ class Planner:
             raise ProviderModelNotFound(
                 f"no {'configured' if cfg.mode == MODE_BYOK else 'managed'} provider serves "
                 f"model {model!r} (chosen by {chosen_by} for intent {call.intent}): configure "
-                f"{'Anthropic' if model.startswith('claude') else 'OpenAI or Azure OpenAI'} "
+                f"{'Anthropic' if is_claude(model) else 'OpenAI or Azure OpenAI'} "
                 "or change the override",
                 provider=serving,
                 model=model,

@@ -24,8 +24,6 @@ KEY_PREFIXES: Final = ("sk-ant-api03-", "sk-ant-", "sk-proj-", "sk-svcacct-", "s
 """Public prefixes of provider keys, longest first: a preview may show them,
 scrubbing treats what follows as the secret part."""
 
-ANTHROPIC_KEY_PREFIX: Final = "sk-ant-"
-OPENAI_KEY_PREFIX: Final = "sk-"
 
 DASHBOARDS: Final = {
     OPENAI: "your OpenAI dashboard",

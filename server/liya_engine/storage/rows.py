@@ -50,7 +50,10 @@ def config_columns(config: TenantConfig) -> dict[str, object]:
 
 def provider_columns(stored: StoredProvider) -> dict[str, object]:
     """The ``provider_credentials`` values of one provider's settings, without
-    the key columns and the master key id (the repository knows those)."""
+    the master key id (the repository knows it). A key not yet sealed is a
+    bug of the caller: it would store a preview with no ciphertext."""
+    if stored.pending_key is not None:
+        raise ValueError("a provider key must be sealed before it is written")
     return {name: getattr(stored, name) for name in PROVIDER_COLUMNS}
 
 

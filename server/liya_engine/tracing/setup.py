@@ -19,10 +19,10 @@ reaches a provider.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -46,6 +46,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 import liya_engine.tracing as tracing
 from liya_engine.errors import SettingsError
+from liya_engine.metrics import build_version
 
 log = logging.getLogger("liya_engine")
 
@@ -74,7 +75,6 @@ class Tracing:
 
     provider: TracerProvider
     tracer: trace.Tracer
-    endpoint: str
     propagator: TextMapPropagator
 
     def stop(self) -> None:
@@ -96,7 +96,7 @@ def start(environ: Mapping[str, str]) -> Tracing | None:
         return None
     exporters = _exporters(environ)
     detected = OTELResourceDetector().detect()
-    version = _version()
+    version = build_version()
     defaults = {SERVICE_VERSION: version}
     if SERVICE_NAME not in detected.attributes:
         defaults[SERVICE_NAME] = DEFAULT_SERVICE_NAME
@@ -107,13 +107,12 @@ def start(environ: Mapping[str, str]) -> Tracing | None:
     propagate.set_global_textmap(ReadOnlyPropagator(configured))
     tracer = tracing.TRACER = provider.get_tracer(SCOPE, version)
     _install_log_fields()
-    endpoint = ", ".join(_describe(e) for e in exporters)
     log.info(
         "traces on: service %s, exported to %s",
         provider.resource.attributes.get(SERVICE_NAME),
-        endpoint,
+        ", ".join(_describe(e) for e in exporters),
     )
-    return Tracing(provider, tracer, endpoint, configured)
+    return Tracing(provider, tracer, configured)
 
 
 class ReadOnlyPropagator(TextMapPropagator):
@@ -169,16 +168,14 @@ def _exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
 
 def _describe(exporter: SpanExporter) -> str:
     if isinstance(exporter, OTLPSpanExporter):
-        # The URL the exporter resolved from the variables (not public API).
-        return str(getattr(exporter, "_endpoint", "an OTLP/HTTP endpoint"))
+        # Where the exporter resolved the variables to (not public API), as
+        # scheme, host and port only: userinfo or a query may hold a token.
+        url = urlsplit(str(getattr(exporter, "_endpoint", "")))
+        if not url.hostname:
+            return "an OTLP/HTTP endpoint"
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{url.hostname}{port}{url.path}"
     return "the console"
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("liya-engine")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 # -- the trace id on log records ---------------------------------------------
