@@ -7,10 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 PROTOS := $(wildcard protos/liya/engine/v1/*.proto)
+TS := clients/typescript
+TS_STAMP := $(TS)/node_modules/.installed
+DESCRIPTORS := build/liya-engine.binpb
 
-.PHONY: run test lint breaking gen check-gen bench token fake-providers clean install
+.PHONY: run test test-node lint breaking gen check-gen descriptors bench token fake-providers clean install
 
-install: $(STAMP) $(BUF)
+install: $(STAMP) $(BUF) $(TS_STAMP)
 
 # The server depends on the client distribution (clients/: the generated stubs
 # and liya_engine_client); one pip command installs both, the client from here.
@@ -22,6 +25,11 @@ $(STAMP): pyproject.toml clients/pyproject.toml
 
 $(BUF): package.json
 	npm install --no-audit --no-fund --silent
+	touch $@
+
+# The TypeScript client's packages, exactly as its package-lock.json pins them.
+$(TS_STAMP): $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund --silent
 	touch $@
 
 ## Serve on 127.0.0.1:50051 with SQLite and development secrets under .dev/.
@@ -36,9 +44,14 @@ token: $(STAMP)
 fake-providers: $(STAMP)
 	$(BIN)/liya-engine fake-providers
 
-## Lint, check the generated stubs, and run the whole test suite.
-test: $(STAMP) $(BUF) lint check-gen
+## Lint, check the generated stubs, and run the whole test suite (Node, then Python).
+test: $(STAMP) $(BUF) $(TS_STAMP) lint check-gen
+	$(MAKE) --no-print-directory test-node
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## The TypeScript client's node --test suite, against the real server.
+test-node: $(STAMP) $(TS_STAMP)
+	cd $(TS) && LIYA_ENGINE_PYTHON=$(abspath $(BIN)/python) npm test --silent
 
 lint: $(STAMP) $(BUF)
 	$(BUF) lint
@@ -54,15 +67,23 @@ BREAKING_AGAINST ?= protos/baseline/liya-engine-v1.0.binpb
 breaking: $(BUF)
 	$(BUF) breaking protos --against '$(BREAKING_AGAINST)'
 
-## Regenerate the Python stubs in clients/ from protos/.
-gen: $(STAMP)
+## Regenerate from protos/: the Python stubs in clients/, the TypeScript stubs
+## in clients/typescript/src/gen and the server's descriptor set (reflection).
+gen: $(STAMP) $(BUF) $(TS_STAMP)
 	$(BIN)/python scripts/gen_stubs.py clients
+	$(BIN)/python scripts/gen_polyglot.py
 
-check-gen: $(STAMP)
+check-gen: $(STAMP) $(BUF) $(TS_STAMP)
 	$(BIN)/python scripts/gen_stubs.py --check clients
+	$(BIN)/python scripts/gen_polyglot.py --check
+
+## Write build/liya-engine.binpb: a FileDescriptorSet of every API proto with
+## its imports and comments (for grpcurl -protoset, Envoy, other languages).
+descriptors: $(STAMP)
+	$(BIN)/python scripts/gen_polyglot.py --descriptor-set $(DESCRIPTORS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules $(TS)/node_modules $(TS)/dist build .pytest_cache .ruff_cache

@@ -24,14 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!liya/engine/v1/error_reason.proto\x12\x0eliya.engine.v1*\xf2\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42YOK_AUTH_FAILED\x10\x01\x12\x17\n\x13\x42YOK_QUOTA_EXCEEDED\x10\x02\x12\x18\n\x14\x42YOK_MODEL_NOT_FOUND\x10\x03\x12\x1d\n\x19\x42YOK_ENDPOINT_UNREACHABLE\x10\x04\x12\x18\n\x14PROVIDER_UNAVAILABLE\x10\x05\x12\x1d\n\x19PROVIDER_REJECTED_REQUEST\x10\x06\x12\x17\n\x13\x43OST_LIMIT_EXCEEDED\x10\x07\x12\x17\n\x13\x42YOK_NOT_CONFIGURED\x10\x08\x12\x12\n\x0eINVALID_CONFIG\x10\t\x12\x13\n\x0fINVALID_REQUEST\x10\n\x12\x11\n\rETAG_MISMATCH\x10\x0b\x12\x11\n\rINVALID_TOKEN\x10\x0c\x12\x19\n\x15KEY_DECRYPTION_FAILED\x10\r\x12\x17\n\x13STORAGE_UNAVAILABLE\x10\x0e\x12\x13\n\x0f\x42UDGET_EXCEEDED\x10\x0f\x12\x1e\n\x1a\x43ONCURRENCY_LIMIT_EXCEEDED\x10\x10\x12\x15\n\x11SERVER_OVERLOADED\x10\x11\x12\x15\n\x11\x44\x45\x41\x44LINE_EXCEEDED\x10\x12\x12\x0c\n\x08INTERNAL\x10\x13\x42-\n\x17\x61i.liyaengine.engine.v1B\x10\x45rrorReasonProtoP\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!liya/engine/v1/error_reason.proto\x12\x0eliya.engine.v1*\xf2\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42YOK_AUTH_FAILED\x10\x01\x12\x17\n\x13\x42YOK_QUOTA_EXCEEDED\x10\x02\x12\x18\n\x14\x42YOK_MODEL_NOT_FOUND\x10\x03\x12\x1d\n\x19\x42YOK_ENDPOINT_UNREACHABLE\x10\x04\x12\x18\n\x14PROVIDER_UNAVAILABLE\x10\x05\x12\x1d\n\x19PROVIDER_REJECTED_REQUEST\x10\x06\x12\x17\n\x13\x43OST_LIMIT_EXCEEDED\x10\x07\x12\x17\n\x13\x42YOK_NOT_CONFIGURED\x10\x08\x12\x12\n\x0eINVALID_CONFIG\x10\t\x12\x13\n\x0fINVALID_REQUEST\x10\n\x12\x11\n\rETAG_MISMATCH\x10\x0b\x12\x11\n\rINVALID_TOKEN\x10\x0c\x12\x19\n\x15KEY_DECRYPTION_FAILED\x10\r\x12\x17\n\x13STORAGE_UNAVAILABLE\x10\x0e\x12\x13\n\x0f\x42UDGET_EXCEEDED\x10\x0f\x12\x1e\n\x1a\x43ONCURRENCY_LIMIT_EXCEEDED\x10\x10\x12\x15\n\x11SERVER_OVERLOADED\x10\x11\x12\x15\n\x11\x44\x45\x41\x44LINE_EXCEEDED\x10\x12\x12\x0c\n\x08INTERNAL\x10\x13\x42\x92\x01\n\x17\x61i.liyaengine.engine.v1B\x10\x45rrorReasonProtoP\x01Z(liyaengine.ai/go/liya/engine/v1;enginev1\xa2\x02\x03LEX\xaa\x02\x0eLiya.Engine.V1\xca\x02\x0eLiya\\Engine\\V1\xea\x02\x10Liya::Engine::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'liya.engine.v1.error_reason_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'\n\027ai.liyaengine.engine.v1B\020ErrorReasonProtoP\001'
+  _globals['DESCRIPTOR']._serialized_options = b'\n\027ai.liyaengine.engine.v1B\020ErrorReasonProtoP\001Z(liyaengine.ai/go/liya/engine/v1;enginev1\242\002\003LEX\252\002\016Liya.Engine.V1\312\002\016Liya\\Engine\\V1\352\002\020Liya::Engine::V1'
   _globals['_ERRORREASON']._serialized_start=54
   _globals['_ERRORREASON']._serialized_end=552
 # @@protoc_insertion_point(module_scope)
