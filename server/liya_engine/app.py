@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 
 from liya.engine.v1 import (
@@ -29,6 +28,7 @@ from liya.engine.v1 import (
     inference_service_pb2,
     inference_service_pb2_grpc,
 )
+from liya_engine.api import reflection
 from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
@@ -246,13 +246,8 @@ async def start_server(
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    reflection.enable(
+        server, (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     )
     try:
         port = server.add_insecure_port(settings.listen_address)
