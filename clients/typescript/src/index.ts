@@ -7,7 +7,5 @@ export type { LiyaClient, LiyaClientOptions, TokenProvider } from "./client.js";
 export { errorDetails, ERROR_DOMAIN } from "./errors.js";
 export type { LiyaErrorDetails } from "./errors.js";
 export { Code, ConnectError } from "@connectrpc/connect";
-export * from "./gen/liya/engine/v1/config_service_pb.js";
-export * from "./gen/liya/engine/v1/inference_service_pb.js";
-export * from "./gen/liya/engine/v1/error_reason_pb.js";
-export * from "./gen/google/rpc/error_details_pb.js";
+// Every generated module (the API's files and google/rpc), listed by make gen.
+export * from "./gen/index.js";
