@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 PROTOS := $(wildcard protos/liya/engine/v1/*.proto)
+# googleapis' google/api/{annotations,http}.proto, laid out from the installed
+# googleapis-common-protos (buf.yaml reads them as a second module).
+PROTO_DEPS := build/proto-deps/google/api/annotations.proto
 
-.PHONY: run test lint breaking gen check-gen bench token fake-providers clean install
+.PHONY: run test lint breaking gen check-gen bench token fake-providers clean install proto-deps
 
 install: $(STAMP) $(BUF)
 
@@ -24,9 +27,16 @@ $(BUF): package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
-## Serve on 127.0.0.1:50051 with SQLite and development secrets under .dev/.
+$(PROTO_DEPS): $(STAMP) scripts/proto_deps.py
+	$(BIN)/python scripts/proto_deps.py build/proto-deps
+	touch $@
+
+proto-deps: $(PROTO_DEPS)
+
+## Serve gRPC on 127.0.0.1:50051 and HTTP/JSON on 127.0.0.1:8080, with SQLite
+## and development secrets under .dev/.
 run: $(STAMP)
-	$(BIN)/liya-engine serve --dev
+	LIYA_HTTP_LISTEN_ADDRESS=$${LIYA_HTTP_LISTEN_ADDRESS-127.0.0.1:8080} $(BIN)/liya-engine serve --dev
 
 ## Print a development token: make -s token TENANT=acme
 token: $(STAMP)
@@ -40,7 +50,7 @@ fake-providers: $(STAMP)
 test: $(STAMP) $(BUF) lint check-gen
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: $(STAMP) $(BUF)
+lint: $(STAMP) $(BUF) $(PROTO_DEPS)
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(MAKE) --no-print-directory breaking
@@ -51,7 +61,7 @@ lint: $(STAMP) $(BUF)
 ## (a buf image checked in under protos/baseline/), or with BREAKING_AGAINST,
 ## e.g. '.git#branch=main'.
 BREAKING_AGAINST ?= protos/baseline/liya-engine-v1.0.binpb
-breaking: $(BUF)
+breaking: $(BUF) $(PROTO_DEPS)
 	$(BUF) breaking protos --against '$(BREAKING_AGAINST)'
 
 ## Regenerate the Python stubs in clients/ from protos/.
