@@ -60,6 +60,10 @@ def route_of(method: MethodDescriptor) -> Route | None:
     for field in (*path_fields, *([rule.body] if rule.body not in ("", "*") else [])):
         if field not in method.input_type.fields_by_name:
             raise UnsupportedRule(f"{name}: {field!r} is not a field of the request")
+    if rule.body not in ("", "*"):
+        body_field = method.input_type.fields_by_name[rule.body]
+        if body_field.message_type is None or body_field.is_repeated:
+            raise UnsupportedRule(f"{name}: body {rule.body!r} must be a singular message field")
     return Route(
         http_method=pattern.upper(),
         template=template,

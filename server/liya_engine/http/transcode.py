@@ -102,6 +102,8 @@ def decoder(route: Route, max_bytes: int) -> Callable[[HttpRequest], Message]:
             if http.body.strip() and not route.body:
                 raise _invalid("body", f"{route.http_method} {route.template} takes no body")
             _parse_dict(_query_dict(query, route.input_type), message)
+            if route.body:  # the body is that one (message) field of the request
+                _parse_body(http.body, getattr(message, route.body))
         for name in route.path_fields:
             _parse_dict({name: http.path_params[name]}, message)
         return message
