@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import aiohttp
 import pytest
@@ -20,6 +21,7 @@ from test_tracing import (  # noqa: F401 - fixtures
 
 from guide_bodies import BODIES
 from helpers import auth, byok_openai, token
+from liya_engine import cli
 from liya_engine.http.routes import route_for
 
 CONFIG = "/dashboard/account/config"
@@ -359,3 +361,29 @@ async def test_graceful_stop_finishes_an_http_call_in_flight_then_closes(servers
 
 def byok_json() -> str:
     return json.dumps({"provider_config": {"mode": "byok", "openai": {"api_key": KEY}}})
+
+
+async def test_http_calls_write_the_same_access_line(servers, caplog):
+    running, _ = await servers.start(LIYA_HTTP_LISTEN_ADDRESS="127.0.0.1:0", LIYA_ACCESS_LOG="true")
+    caplog.set_level(logging.INFO, logger="liya_engine.access")
+    async with aiohttp.ClientSession() as session:
+        client = Http(session, running.http.port, "acme")
+        await client.call("GET", CONFIG, **{"X-Request-Id": "http-access-0001"})
+        await client.call("PATCH", CONFIG, '{"nope": 1}', **{"X-Request-Id": "http-access-0002"})
+    records = [r for r in caplog.records if r.name == "liya_engine.access"]
+    assert [(r.method, r.code, r.reason, r.tenant, r.request_id) for r in records] == [
+        ("/liya.engine.v1.ConfigService/GetMaskedConfig", "OK", "-", "acme", "http-access-0001"),
+        (
+            "/liya.engine.v1.ConfigService/UpdateConfig",
+            "INVALID_ARGUMENT",
+            "INVALID_REQUEST",
+            "acme",
+            "http-access-0002",
+        ),
+    ]
+
+
+def test_serve_http_listen_overrides_the_variable(monkeypatch):
+    monkeypatch.setenv("LIYA_HTTP_LISTEN_ADDRESS", "127.0.0.1:1")
+    args = cli.build_parser().parse_args(["serve", "--http-listen", "0.0.0.0:8081"])
+    assert cli._settings(args).http_listen_address == "0.0.0.0:8081"
