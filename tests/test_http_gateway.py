@@ -387,3 +387,38 @@ def test_serve_http_listen_overrides_the_variable(monkeypatch):
     monkeypatch.setenv("LIYA_HTTP_LISTEN_ADDRESS", "127.0.0.1:1")
     args = cli.build_parser().parse_args(["serve", "--http-listen", "0.0.0.0:8081"])
     assert cli._settings(args).http_listen_address == "0.0.0.0:8081"
+
+
+async def test_a_caller_that_goes_away_cancels_the_call_and_the_provider_request(servers, fake):
+    running, _ = await servers.start(LIYA_HTTP_LISTEN_ADDRESS="127.0.0.1:0")
+    metrics = running.services.metrics
+    async with aiohttp.ClientSession() as session:
+        client = Http(session, running.http.port, "acme")
+        await client.call("PATCH", CONFIG, byok_json())
+        fake.fail("openai", "slow", delay=5)
+        call = asyncio.create_task(client.call("POST", COMPLETIONS, HELLO))
+        await fake.wait_for(lambda f: len(f.requests_for("openai")) == 1)
+        call.cancel()
+        await fake.wait_for(lambda f: f.last_request.client_disconnected, 3)
+        fake.fail("openai", "slow_stream", chunk_delay=1)
+        async with session.post(
+            client.base + COMPLETIONS + ":stream", data=HELLO, headers=client.headers()
+        ) as r:
+            assert (await r.content.readuntil(b"\n\n")).startswith(b"data: ")
+            r.close()  # gone mid-stream
+        await fake.wait_for(lambda f: f.last_request.client_disconnected, 3)
+    for _ in range(50):  # the guard records the end once the handler is cancelled
+        if metrics.calls_in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert metrics.calls_in_flight == 0
+    registry = metrics.registry
+    for method, kind in (("Complete", "unary"), ("CompleteStream", "server_stream")):
+        labels = {
+            "grpc_type": kind,
+            "grpc_service": "liya.engine.v1.InferenceService",
+            "grpc_method": method,
+            "grpc_code": "CANCELLED",
+            "reason": "CANCELLED",
+        }
+        assert registry.get_sample_value("grpc_server_handled_total", labels) == 1, method
