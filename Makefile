@@ -59,7 +59,8 @@ lint: $(STAMP) $(BUF) $(PROTO_DEPS)
 
 ## Proto changes must not break callers: compare with the last released protos
 ## (a buf image checked in under protos/baseline/), or with BREAKING_AGAINST,
-## e.g. '.git#branch=main'.
+## e.g. an image built at another commit (`buf build -o old.binpb` there, after
+## `make proto-deps`: a bare git ref lacks build/proto-deps, which git ignores).
 BREAKING_AGAINST ?= protos/baseline/liya-engine-v1.0.binpb
 breaking: $(BUF) $(PROTO_DEPS)
 	$(BUF) breaking protos --against '$(BREAKING_AGAINST)'
