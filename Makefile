@@ -10,8 +10,11 @@ PROTOS := $(wildcard protos/liya/engine/v1/*.proto)
 TS := clients/typescript
 TS_STAMP := $(TS)/node_modules/.installed
 DESCRIPTORS := build/liya-engine.binpb
+# googleapis' google/api/{annotations,http}.proto, laid out from the installed
+# googleapis-common-protos (buf.yaml reads them as a second module).
+PROTO_DEPS := build/proto-deps/google/api/annotations.proto
 
-.PHONY: run test test-node lint breaking gen check-gen descriptors bench token fake-providers clean install
+.PHONY: run test test-node lint breaking gen check-gen descriptors bench token fake-providers clean install proto-deps
 
 install: $(STAMP) $(BUF) $(TS_STAMP)
 
@@ -32,9 +35,16 @@ $(TS_STAMP): $(TS)/package.json $(TS)/package-lock.json
 	cd $(TS) && npm ci --no-audit --no-fund --silent
 	touch $@
 
-## Serve on 127.0.0.1:50051 with SQLite and development secrets under .dev/.
+$(PROTO_DEPS): $(STAMP) scripts/proto_deps.py
+	$(BIN)/python scripts/proto_deps.py build/proto-deps
+	touch $@
+
+proto-deps: $(PROTO_DEPS)
+
+## Serve gRPC on 127.0.0.1:50051 and HTTP/JSON on 127.0.0.1:8080, with SQLite
+## and development secrets under .dev/.
 run: $(STAMP)
-	$(BIN)/liya-engine serve --dev
+	LIYA_HTTP_LISTEN_ADDRESS=$${LIYA_HTTP_LISTEN_ADDRESS-127.0.0.1:8080} $(BIN)/liya-engine serve --dev
 
 ## Print a development token: make -s token TENANT=acme
 token: $(STAMP)
@@ -53,7 +63,7 @@ test: $(STAMP) $(BUF) $(TS_STAMP) lint check-gen
 test-node: $(STAMP) $(TS_STAMP)
 	cd $(TS) && LIYA_ENGINE_PYTHON=$(abspath $(BIN)/python) npm test --silent
 
-lint: $(STAMP) $(BUF)
+lint: $(STAMP) $(BUF) $(PROTO_DEPS)
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(MAKE) --no-print-directory breaking
@@ -62,9 +72,10 @@ lint: $(STAMP) $(BUF)
 
 ## Proto changes must not break callers: compare with the last released protos
 ## (a buf image checked in under protos/baseline/), or with BREAKING_AGAINST,
-## e.g. '.git#branch=main'.
+## e.g. an image built at another commit (`buf build -o old.binpb` there, after
+## `make proto-deps`: a bare git ref lacks build/proto-deps, which git ignores).
 BREAKING_AGAINST ?= protos/baseline/liya-engine-v1.0.binpb
-breaking: $(BUF)
+breaking: $(BUF) $(PROTO_DEPS)
 	$(BUF) breaking protos --against '$(BREAKING_AGAINST)'
 
 ## Regenerate from protos/: the Python stubs in clients/, the TypeScript stubs

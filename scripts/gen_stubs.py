@@ -4,7 +4,8 @@ python scripts/gen_stubs.py clients          # regenerate in place
 python scripts/gen_stubs.py --check clients  # fail if the checked-in stubs drift
 
 Every ``protos/liya/engine/v1/*.proto`` file is compiled (the services and
-``error_reason.proto``); the stubs ship in the ``liya-engine-client``
+``error_reason.proto``), with the googleapis protos they import laid out by
+``proto_deps.py`` from the installed package; the stubs ship in the ``liya-engine-client``
 distribution (``clients/pyproject.toml``).
 """
 
@@ -18,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import grpc_tools
+import proto_deps
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,13 +28,19 @@ PACKAGE_DIR = Path("liya/engine/v1")
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 
-def generate(out_dir: Path) -> list[Path]:
-    """Run protoc for every proto file into ``out_dir``; return the files written."""
+def generate(out_dir: Path, deps_root: Path) -> list[Path]:
+    """Run protoc for every proto file into ``out_dir``; return the files written.
+
+    ``deps_root`` receives the googleapis protos they import (``proto_deps``);
+    only our own files are compiled, the stubs import googleapis' modules."""
     protos = sorted((PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
     well_known = Path(grpc_tools.__file__).parent / "_proto"
+    proto_deps.write(deps_root)
+    out_dir.mkdir(parents=True, exist_ok=True)
     args = [
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
+        f"-I{deps_root}",
         f"-I{well_known}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
@@ -57,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     target: Path = ns.clients_dir.resolve()
     with tempfile.TemporaryDirectory() as tmp:
-        fresh_root = Path(tmp)
-        generate(fresh_root)
+        fresh_root = Path(tmp) / "out"
+        generate(fresh_root, Path(tmp) / "deps")
         fresh = generated_files(fresh_root)
         if ns.check:
             current = generated_files(target)

@@ -2,7 +2,8 @@
 image under ``protos/baseline/``), not with HEAD: a commit that breaks callers
 fails ``make lint`` and so ``make test``.
 
-Each test copies ``protos/`` (and ``buf.yaml``) into a temporary folder, edits
+Each test copies ``protos/`` (and ``buf.yaml``, with the googleapis protos
+laid out beside them) into a temporary folder, edits
 the copy, and runs the very command of the Makefile's ``breaking`` target."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,12 @@ def buf() -> Path:
 def workspace(tmp_path) -> Path:
     shutil.copytree(ROOT / "protos", tmp_path / "protos")
     shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    # The googleapis protos the files import, laid out as `make` does.
+    subprocess.run(
+        [sys.executable, ROOT / "scripts" / "proto_deps.py", tmp_path / "build" / "proto-deps"],
+        check=True,
+        capture_output=True,
+    )
     return tmp_path
 
 

@@ -37,6 +37,7 @@ from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.config.ports import ConfigStore, SaltStore
 from liya_engine.config.service import ConfigService
 from liya_engine.crypto.cipher import KeyCipher
+from liya_engine.http.server import HttpSurface
 from liya_engine.identity import TokenVerifier
 from liya_engine.inference.service import InferenceService
 from liya_engine.inference.tenants import TenantCache
@@ -135,6 +136,7 @@ class RunningServer:
         self._listener = None
         self._stopped = False
         self.tracing: tracing_setup.Tracing | None = None
+        self.http: HttpSurface | None = None  # with LIYA_HTTP_LISTEN_ADDRESS
 
     async def _set_health(self, serving: bool) -> None:
         """Readiness: the overall status and each API service follow the
@@ -189,7 +191,10 @@ class RunningServer:
         if drain > 0:
             # Keep answering while load balancers see NOT_SERVING and move away.
             await asyncio.sleep(drain)
-        await self.server.stop(grace)
+        if self.http is None:
+            await self.server.stop(grace)
+        else:
+            await asyncio.gather(self.server.stop(grace), self.http.stop())
         log.info(
             "drain finished after %.1fs (%d call(s) still in flight)",
             time.monotonic() - started,
@@ -259,6 +264,8 @@ async def start_server(
     await server.start()
     running = RunningServer(server, port, services, health_servicer)
     running.tracing = traces
+    if settings.http_listen_address:
+        running.http = await start_http(settings, guard, reuse_port=reuse_port)
     await running.listen_for_changes()
     await running._set_health(True)
     if settings.metrics_address:
@@ -271,6 +278,20 @@ async def start_server(
     log.info("serving liya.engine.v1 on %s:%d (event loop: %s)", host, port, loop)
     log_settings_in_effect(settings)
     return running
+
+
+async def start_http(settings: Settings, guard: CallGuard, *, reuse_port: bool) -> HttpSurface:
+    """Serve every method registered with ``guard`` that has a ``google.api.http``
+    annotation as HTTP/JSON on ``settings.http_listen_address``."""
+    surface = HttpSurface(
+        guard,
+        max_bytes=settings.max_receive_message_bytes,
+        shutdown_grace=settings.shutdown_grace_seconds,
+    )
+    port = await surface.start(settings.http_listen_address or "", reuse_port=reuse_port)
+    host = (settings.http_listen_address or "").rpartition(":")[0]
+    log.info("serving HTTP/JSON on http://%s:%d (%d routes)", host, port, len(surface.routes))
+    return surface
 
 
 def log_settings_in_effect(settings: Settings) -> None:

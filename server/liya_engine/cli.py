@@ -63,6 +63,7 @@ _FLAG_FIELDS = {
     "listen": "listen_address",
     "database_url": "database_url",
     "metrics_address": "metrics_address",
+    "http_listen": "http_listen_address",
     "workers": "workers",
 }
 
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--listen", metavar="HOST:PORT", help="overrides LIYA_LISTEN_ADDRESS")
+    p.add_argument(
+        "--http-listen", metavar="HOST:PORT", help="overrides LIYA_HTTP_LISTEN_ADDRESS (HTTP/JSON)"
+    )
     p.add_argument("--database-url", metavar="URL", help="overrides LIYA_DATABASE_URL")
     p.add_argument(
         "--metrics-address",
@@ -264,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate",
         help="bring the database schema to the latest revision",
         description="Run the Alembic migrations (serve also does this on start).",
+    )
+    p.add_argument(
+        "--http-listen", metavar="HOST:PORT", help="overrides LIYA_HTTP_LISTEN_ADDRESS (HTTP/JSON)"
     )
     p.add_argument("--database-url", metavar="URL", help="overrides LIYA_DATABASE_URL")
     dev_flag(p)

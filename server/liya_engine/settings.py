@@ -189,6 +189,9 @@ class Settings:
     metrics_address: str | None = setting(
         "LIYA_METRICS_ADDRESS", text, None, "host:port for Prometheus /metrics; unset = off"
     )
+    http_listen_address: str | None = setting(
+        "LIYA_HTTP_LISTEN_ADDRESS", text, None, "host:port for the HTTP/JSON API; unset = off"
+    )
     log_format: str = setting("LIYA_LOG_FORMAT", choice(*LOG_FORMATS), "text", "text or json")
     access_log: bool = setting(
         "LIYA_ACCESS_LOG",

@@ -76,6 +76,7 @@ class CallGuard:
         self._access_log = access_log
         self._traced = False
         self._done = metrics.rpc_done
+        self._registered: list[tuple[Callable[[Any, Any], None], Any]] = []
 
     def register(
         self,
@@ -89,27 +90,58 @@ class CallGuard:
         self._traced = tracing.TRACER is not None
         if self._traced or self._access_log:
             self._done = self._done_observed
-        captured = _CapturedHandlers()
-        add_to_server(servicer, captured)
-        for service, handlers in captured.services.items():
+        self._registered.append((add_to_server, servicer))
+        for service, handlers in _captured(add_to_server, servicer).items():
             wrapped = {name: self._wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
             server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(service, wrapped),)
             )
             server.add_registered_method_handlers(service, wrapped)
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def http_handlers(
+        self, decoders: Callable[[str], tuple[Callable[[Any], Any], dict[str, str]] | None]
+    ) -> dict[str, grpc.RpcMethodHandler]:
+        """Every method registered so far, wrapped exactly as for gRPC but with
+        its request decoded by ``decoders(full_method_path)`` (the HTTP/JSON
+        surface: ``liya_engine.http``), by full method path.
+
+        ``decoders`` gives, per method, the function that turns what the HTTP
+        layer hands over into the request message (raising ``InvalidRequest``),
+        and the extra attributes of the method's server span; None skips the
+        method (it has no HTTP route). Identity, request id, metrics, access
+        log, span and error mapping are this class's, as on gRPC.
+        """
+        out: dict[str, grpc.RpcMethodHandler] = {}
+        for add_to_server, servicer in self._registered:
+            for service, handlers in _captured(add_to_server, servicer).items():
+                for name, handler in handlers.items():
+                    method = f"/{service}/{name}"
+                    decoder = decoders(method)
+                    if decoder is None:
+                        continue
+                    decode, span_attributes = decoder
+                    out[method] = self._wrap(method, handler, decode, span_attributes)
+        return out
+
+    def _wrap(
+        self,
+        method: str,
+        handler: grpc.RpcMethodHandler,
+        decode: Callable[[Any], Any] | None = None,
+        span_attributes: dict[str, str] | None = None,
+    ) -> grpc.RpcMethodHandler:
+        deserialize = decode or handler.request_deserializer
         if handler.unary_unary is not None:
-            unary = self._wrap_unary(method, handler.unary_unary, handler.request_deserializer)
+            unary = self._wrap_unary(method, handler.unary_unary, deserialize)
             return grpc.unary_unary_rpc_method_handler(
-                _traced_unary(method, unary) if self._traced else unary,
+                _traced_unary(method, unary, span_attributes) if self._traced else unary,
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
-            stream = self._wrap_stream(method, handler.unary_stream, handler.request_deserializer)
+            stream = self._wrap_stream(method, handler.unary_stream, deserialize)
             return grpc.unary_stream_rpc_method_handler(
-                _traced_stream(method, stream) if self._traced else stream,
+                _traced_stream(method, stream, span_attributes) if self._traced else stream,
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
@@ -230,25 +262,32 @@ class CallGuard:
         return wrapped
 
 
-def _traced_unary(method: str, behavior):
+def _traced_unary(method: str, behavior, attributes: dict[str, str] | None = None):
     """``behavior`` (a wrapped unary method) run inside the call's server span."""
 
     async def traced(raw: bytes, context: grpc.aio.ServicerContext):
-        with server_spans.span(method, context.invocation_metadata()):
+        with server_spans.span(method, context.invocation_metadata(), attributes):
             return await behavior(raw, context)
 
     return traced
 
 
-def _traced_stream(method: str, behavior):
+def _traced_stream(method: str, behavior, attributes: dict[str, str] | None = None):
     """``behavior`` (a wrapped streaming method) run inside the call's server span."""
 
     async def traced(raw: bytes, context: grpc.aio.ServicerContext):
-        with server_spans.span(method, context.invocation_metadata()):
+        with server_spans.span(method, context.invocation_metadata(), attributes):
             async for item in behavior(raw, context):
                 yield item
 
     return traced
+
+
+def _captured(add_to_server: Callable[[Any, Any], None], servicer: Any):
+    """The generated handlers of ``servicer``, by service and method name."""
+    captured = _CapturedHandlers()
+    add_to_server(servicer, captured)
+    return captured.services
 
 
 class _CapturedHandlers:

@@ -9,8 +9,6 @@ from the error's class (``liya_engine.errors``); there is no table here.
 
 from __future__ import annotations
 
-import math
-
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -54,10 +52,10 @@ def capped_violations(
 
 
 def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
-    seconds = max(0.0, seconds)
-    whole = math.floor(seconds)
+    # Rounded to whole nanoseconds: 1.2 s is 1.200s, not 1.199999999s.
+    nanos = round(max(0.0, seconds) * 1e9)
     return error_details_pb2.RetryInfo(
-        retry_delay=duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
+        retry_delay=duration_pb2.Duration(seconds=nanos // 10**9, nanos=nanos % 10**9)
     )
 
 

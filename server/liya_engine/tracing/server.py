@@ -4,13 +4,14 @@ The gRPC layer opens it around a call (``span``) and reports how the call
 ended (``finished``); both are used only while tracing is on. Attributes
 follow the current RPC semantic conventions: ``rpc.system.name`` (``grpc``),
 ``rpc.method`` (fully qualified, as the span's name), ``rpc.response.status_code``
-(the gRPC code's name), and for a failure ``error.type`` = the ErrorInfo reason.
+(the gRPC code's name), and for a failure ``error.type`` = the ErrorInfo reason;
+a call over the HTTP/JSON surface adds ``http.request.method`` and ``http.route``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -28,18 +29,24 @@ _SERVER_FAULTS = frozenset(
 
 
 @contextlib.contextmanager
-def span(method: str, metadata: Iterable[tuple[str, Any]] | None) -> Iterator[Span]:
+def span(
+    method: str,
+    metadata: Iterable[tuple[str, Any]] | None,
+    extra: Mapping[str, str] | None = None,
+) -> Iterator[Span]:
     """The current span for the RPC ``method`` (``/package.Service/Method``),
-    the child of the ``traceparent`` in ``metadata`` when the caller sent one."""
+    the child of the ``traceparent`` in ``metadata`` when the caller sent one
+    (gRPC metadata, or the HTTP/JSON surface's request headers), with the
+    ``extra`` attributes (the HTTP surface's method and route)."""
     tracer = tracing.TRACER
     assert tracer is not None, "server spans are opened only while tracing is on"
     full_name = method.lstrip("/")
     parent = propagate.extract({key: value for key, value in metadata or ()})
+    attributes = {"rpc.system.name": "grpc", "rpc.method": full_name}
+    if extra:
+        attributes.update(extra)
     current = tracer.start_span(
-        full_name,
-        context=parent,
-        kind=SpanKind.SERVER,
-        attributes={"rpc.system.name": "grpc", "rpc.method": full_name},
+        full_name, context=parent, kind=SpanKind.SERVER, attributes=attributes
     )
     token = otel_context.attach(trace.set_span_in_context(current, parent))
     try:

@@ -33,6 +33,11 @@ class ConfigServiceStub:
     The tenant is always the one named by the caller's verified token; no field
     of any request can name another tenant. Provider keys are write-only: they
     are encrypted at rest and only a masked preview is ever returned.
+
+    Each method is also served as HTTP/JSON at the path of its
+    `google.api.http` option (when the server sets LIYA_HTTP_LISTEN_ADDRESS):
+    the same bearer token, protobuf JSON bodies and query parameters, and the
+    AIP-193 error body.
     """
 
     def __init__(self, channel):
@@ -71,6 +76,11 @@ class ConfigServiceServicer:
     The tenant is always the one named by the caller's verified token; no field
     of any request can name another tenant. Provider keys are write-only: they
     are encrypted at rest and only a masked preview is ever returned.
+
+    Each method is also served as HTTP/JSON at the path of its
+    `google.api.http` option (when the server sets LIYA_HTTP_LISTEN_ADDRESS):
+    the same bearer token, protobuf JSON bodies and query parameters, and the
+    AIP-193 error body.
     """
 
     def UpdateConfig(self, request, context):
@@ -147,6 +157,11 @@ class ConfigService:
     The tenant is always the one named by the caller's verified token; no field
     of any request can name another tenant. Provider keys are write-only: they
     are encrypted at rest and only a masked preview is ever returned.
+
+    Each method is also served as HTTP/JSON at the path of its
+    `google.api.http` option (when the server sets LIYA_HTTP_LISTEN_ADDRESS):
+    the same bearer token, protobuf JSON bodies and query parameters, and the
+    AIP-193 error body.
     """
 
     @staticmethod

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&liya/engine/v1/inference_service.proto\x12\x0eliya.engine.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xa2\x01\n\x0f\x43ompleteRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12-\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.liya.engine.v1.ChatMessage\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperature\"}\n\x10\x43ompleteResponse\x12,\n\x07message\x18\x01 \x01(\x0b\x32\x1b.liya.engine.v1.ChatMessage\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.liya.engine.v1.Usage\"\xa8\x01\n\x15\x43ompleteStreamRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12-\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.liya.engine.v1.ChatMessage\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperature\"d\n\x16\x43ompleteStreamResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.liya.engine.v1.Usage\"\x9f\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0c\n\x04mode\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t2\xc4\x01\n\x10InferenceService\x12M\n\x08\x43omplete\x12\x1f.liya.engine.v1.CompleteRequest\x1a .liya.engine.v1.CompleteResponse\x12\x61\n\x0e\x43ompleteStream\x12%.liya.engine.v1.CompleteStreamRequest\x1a&.liya.engine.v1.CompleteStreamResponse0\x01\x42\x97\x01\n\x17\x61i.liyaengine.engine.v1B\x15InferenceServiceProtoP\x01Z(liyaengine.ai/go/liya/engine/v1;enginev1\xa2\x02\x03LEX\xaa\x02\x0eLiya.Engine.V1\xca\x02\x0eLiya\\Engine\\V1\xea\x02\x10Liya::Engine::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&liya/engine/v1/inference_service.proto\x12\x0eliya.engine.v1\x1a\x1cgoogle/api/annotations.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xa2\x01\n\x0f\x43ompleteRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12-\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.liya.engine.v1.ChatMessage\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperature\"}\n\x10\x43ompleteResponse\x12,\n\x07message\x18\x01 \x01(\x0b\x32\x1b.liya.engine.v1.ChatMessage\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.liya.engine.v1.Usage\"\xa8\x01\n\x15\x43ompleteStreamRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12-\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.liya.engine.v1.ChatMessage\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperature\"d\n\x16\x43ompleteStreamResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.liya.engine.v1.Usage\"\x9f\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0c\n\x04mode\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t2\x84\x02\n\x10InferenceService\x12i\n\x08\x43omplete\x12\x1f.liya.engine.v1.CompleteRequest\x1a .liya.engine.v1.CompleteResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/completions:\x01*\x12\x84\x01\n\x0e\x43ompleteStream\x12%.liya.engine.v1.CompleteStreamRequest\x1a&.liya.engine.v1.CompleteStreamResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/completions:stream:\x01*0\x01\x42\x97\x01\n\x17\x61i.liyaengine.engine.v1B\x15InferenceServiceProtoP\x01Z(liyaengine.ai/go/liya/engine/v1;enginev1\xa2\x02\x03LEX\xaa\x02\x0eLiya.Engine.V1\xca\x02\x0eLiya\\Engine\\V1\xea\x02\x10Liya::Engine::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,18 +33,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'liya.engine.v1.inference_se
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\027ai.liyaengine.engine.v1B\025InferenceServiceProtoP\001Z(liyaengine.ai/go/liya/engine/v1;enginev1\242\002\003LEX\252\002\016Liya.Engine.V1\312\002\016Liya\\Engine\\V1\352\002\020Liya::Engine::V1'
-  _globals['_CHATMESSAGE']._serialized_start=58
-  _globals['_CHATMESSAGE']._serialized_end=102
-  _globals['_COMPLETEREQUEST']._serialized_start=105
-  _globals['_COMPLETEREQUEST']._serialized_end=267
-  _globals['_COMPLETERESPONSE']._serialized_start=269
-  _globals['_COMPLETERESPONSE']._serialized_end=394
-  _globals['_COMPLETESTREAMREQUEST']._serialized_start=397
-  _globals['_COMPLETESTREAMREQUEST']._serialized_end=565
-  _globals['_COMPLETESTREAMRESPONSE']._serialized_start=567
-  _globals['_COMPLETESTREAMRESPONSE']._serialized_end=667
-  _globals['_USAGE']._serialized_start=670
-  _globals['_USAGE']._serialized_end=829
-  _globals['_INFERENCESERVICE']._serialized_start=832
-  _globals['_INFERENCESERVICE']._serialized_end=1028
+  _globals['_INFERENCESERVICE'].methods_by_name['Complete']._loaded_options = None
+  _globals['_INFERENCESERVICE'].methods_by_name['Complete']._serialized_options = b'\202\323\344\223\002\024\"\017/v1/completions:\001*'
+  _globals['_INFERENCESERVICE'].methods_by_name['CompleteStream']._loaded_options = None
+  _globals['_INFERENCESERVICE'].methods_by_name['CompleteStream']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/completions:stream:\001*'
+  _globals['_CHATMESSAGE']._serialized_start=88
+  _globals['_CHATMESSAGE']._serialized_end=132
+  _globals['_COMPLETEREQUEST']._serialized_start=135
+  _globals['_COMPLETEREQUEST']._serialized_end=297
+  _globals['_COMPLETERESPONSE']._serialized_start=299
+  _globals['_COMPLETERESPONSE']._serialized_end=424
+  _globals['_COMPLETESTREAMREQUEST']._serialized_start=427
+  _globals['_COMPLETESTREAMREQUEST']._serialized_end=595
+  _globals['_COMPLETESTREAMRESPONSE']._serialized_start=597
+  _globals['_COMPLETESTREAMRESPONSE']._serialized_end=697
+  _globals['_USAGE']._serialized_start=700
+  _globals['_USAGE']._serialized_end=859
+  _globals['_INFERENCESERVICE']._serialized_start=862
+  _globals['_INFERENCESERVICE']._serialized_end=1122
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,12 @@ if _version_not_supported:
 class InferenceServiceStub:
     """Runs completion calls for the caller's tenant through the provider and
     model its configuration selects.
+
+    Each method is also served as HTTP/JSON at the path of its
+    `google.api.http` option (when the server sets LIYA_HTTP_LISTEN_ADDRESS);
+    `CompleteStream` answers there as server-sent events, one `data:` line of
+    protobuf JSON per message, and a failure after the first message ends the
+    stream with an `event: error` carrying the AIP-193 error body.
     """
 
     def __init__(self, channel):
@@ -51,6 +57,12 @@ class InferenceServiceStub:
 class InferenceServiceServicer:
     """Runs completion calls for the caller's tenant through the provider and
     model its configuration selects.
+
+    Each method is also served as HTTP/JSON at the path of its
+    `google.api.http` option (when the server sets LIYA_HTTP_LISTEN_ADDRESS);
+    `CompleteStream` answers there as server-sent events, one `data:` line of
+    protobuf JSON per message, and a failure after the first message ends the
+    stream with an `event: error` carrying the AIP-193 error body.
     """
 
     def Complete(self, request, context):
@@ -93,6 +105,12 @@ def add_InferenceServiceServicer_to_server(servicer, server):
 class InferenceService:
     """Runs completion calls for the caller's tenant through the provider and
     model its configuration selects.
+
+    Each method is also served as HTTP/JSON at the path of its
+    `google.api.http` option (when the server sets LIYA_HTTP_LISTEN_ADDRESS);
+    `CompleteStream` answers there as server-sent events, one `data:` line of
+    protobuf JSON per message, and a failure after the first message ends the
+    stream with an `event: error` carrying the AIP-193 error body.
     """
 
     @staticmethod
