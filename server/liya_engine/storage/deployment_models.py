@@ -51,8 +51,7 @@ class DeploymentModelTable:
             set_={"model": insert.excluded.model, "update_time": insert.excluded.update_time},
         )
         values = [
-            {"tenant_id": t, "deployment": d, "model": m, "update_time": now}
-            for t, d, m in entries
+            {"tenant_id": t, "deployment": d, "model": m, "update_time": now} for t, d, m in entries
         ]
         try:
             async with engine.connect() as conn:
