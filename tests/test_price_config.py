@@ -111,6 +111,13 @@ async def test_the_guide_style_json_body_sets_prices(stubs):
     request = json_format.Parse(body, cpb.UpdateConfigRequest())
     reply = await stubs.config.UpdateConfig(request, metadata=auth("t"))
     assert dict(reply.config.model_config.prices) == {"gpt-4o": price(2.0, 8.0)}
+    await stubs.config.UpdateConfig(prices_request({"gpt-4.1": price(1, 4)}), metadata=auth("t"))
+    assert await shown_prices(stubs) == {"gpt-4o": (2.0, 8.0), "gpt-4.1": (1.0, 4.0)}
+    # The README's grpcurl mask, as JSON: camelCase, the model name in backticks.
+    clear = json_format.Parse(
+        '{"updateMask": "modelConfig.prices.`gpt-4.1`"}', cpb.UpdateConfigRequest()
+    )
+    await stubs.config.UpdateConfig(clear, metadata=auth("t"))
     assert await shown_prices(stubs) == {"gpt-4o": (2.0, 8.0)}
 
 
