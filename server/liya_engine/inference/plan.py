@@ -161,12 +161,16 @@ class Planner:
         return Plan(creds, request, price, cfg.mode, caller_bound, tenant, priced_as, learns)
 
     def needs_learned(self, tenant: ResolvedTenant) -> bool:
-        """Whether the tenant's Azure deployment (when Azure can serve it) is
-        priced by nothing but what Azure reported, so that must be read."""
+        """Whether one of the tenant's Azure deployments (its default one, or
+        one an override names, when Azure can serve them) is priced by nothing
+        but what Azure reported, so that must be read."""
         cfg = tenant.config
         if facts.AZURE not in available_providers(cfg, self.managed_providers):
             return False
-        return self.priced_as(tenant, facts.AZURE, self._default_model(cfg, facts.AZURE))[1]
+        names = {self._default_model(cfg, facts.AZURE), *cfg.model.overrides.values()}
+        return any(
+            self.priced_as(tenant, facts.AZURE, name)[1] for name in names if not is_claude(name)
+        )
 
     def settle(self, plan: Plan, served_model: str) -> Price | None:
         """The price of a call once answered: the plan's, except for a
