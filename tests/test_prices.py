@@ -11,11 +11,15 @@ import asyncio
 
 import grpc
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from helpers import auth, byok_openai, details_of, hello
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import inference_service_pb2 as ipb
-from liya_engine.config.model import ModelPrice
+from liya_engine.config.model import ModelPrice, TenantConfig
+from liya_engine.fakes import bind_refused_port
+from liya_engine.inference.learned import LearnedModels
+from liya_engine.inference.tenants import ResolvedTenant
 from liya_engine.routing import prices
 from liya_engine.routing.catalog import Catalog
 from liya_engine.storage.database import Database
@@ -356,3 +360,25 @@ async def test_an_unpriced_call_says_so(stubs, fake):
         "set the prices of 'my-own-model' in model_config.prices "
         "(input_usd_per_million and output_usd_per_million)"
     )
+
+
+async def test_learned_models_wait_while_storage_is_down(tmp_path, caplog):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'learned.db'}"
+    db = Database(url)
+    await db.migrate()
+    down = create_async_engine(f"postgresql+asyncpg://127.0.0.1:{bind_refused_port()}/none")
+    engine = [down]
+    learned = LearnedModels(DeploymentModelTable(lambda: engine[0]), retry_seconds=0.05)
+    tenant = ResolvedTenant(TenantConfig("t"), cipher=None)
+    await learned.load(tenant)  # unreadable: no map, so the next call reads again
+    assert tenant.learned is None
+    learned.learn(tenant, "prod-chat", "gpt-4o-2024-08-06")
+    assert tenant.learned == {"prod-chat": "gpt-4o-2024-08-06"}  # priced from memory at once
+    await asyncio.sleep(0.3)  # several attempts fail meanwhile
+    assert "learned deployment models not written (StorageUnavailable)" in caplog.text
+    assert await learned_rows(url, "t") == {}
+    engine[0] = db.engine  # storage is back: the pending entry is written
+    await wait_learned(url, "t", {"prod-chat": "gpt-4o-2024-08-06"})
+    await learned.close()
+    await down.dispose()
+    await db.dispose()
