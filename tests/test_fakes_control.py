@@ -98,3 +98,32 @@ async def test_a_queued_failure_is_served_then_used_up(http, fake):
     async with http.get("/_control/requests", params={"provider": "openai"}) as response:
         recorded = await response.json()
     assert [r["failure"] for r in recorded] == ["rate_limit", None]
+
+
+async def test_deployments_say_what_each_azure_deployment_reports_running(http, fake):
+    request = {"messages": [{"role": "user", "content": "hi"}]}
+    route = "/openai/deployments/{}/chat/completions"
+    headers = {"api-key": "azure-test-key"}
+    params = {"api-version": "2024-10-21"}
+
+    async def served(deployment: str) -> str:
+        async with http.post(
+            route.format(deployment), json=request, headers=headers, params=params
+        ) as response:
+            assert response.status == 200
+            return (await response.json())["model"]
+
+    # Unmapped: named like a model, its snapshot; any other name, gpt-4o's.
+    assert await served("gpt-4o-mini") == "gpt-4o-mini-2024-07-18"
+    assert await served("prod-chat") == "gpt-4o-2024-08-06"
+    mapping = {"deployments": {"prod-chat": "gpt-4.1-2025-04-14"}}
+    async with http.post("/_control/deployments", json=mapping) as response:
+        assert (response.status, await response.json()) == (200, {"ok": True})
+    assert await served("prod-chat") == "gpt-4.1-2025-04-14"
+    async with http.post("/_control/deployments", json={"deployments": ["prod-chat"]}) as response:
+        assert await _refusal(response) == (
+            "deployments must be an object of deployment -> model names, or null"
+        )
+    async with http.post("/_control/reset") as response:
+        assert response.status == 200
+    assert await served("prod-chat") == "gpt-4o-2024-08-06"

@@ -167,3 +167,36 @@ async def test_complete_and_the_four_byok_errors(grpcurl, fake):
     assert (err["code"], err["reason"]) == (14, "BYOK_ENDPOINT_UNREACHABLE")
     err = await grpcurl.error(f"{CONFIG}/VerifyConfig", tenant="t1")
     assert err["reason"] == "BYOK_ENDPOINT_UNREACHABLE"
+
+
+async def test_the_readmes_cost_commands(grpcurl):
+    """The README's "Cost" section, as written: negotiated prices, a mask with a
+    quoted model name, and reading usage."""
+    t = "cost-tenant"
+    await grpcurl.ok(
+        f"{CONFIG}/UpdateConfig",
+        body=json.dumps({"provider_config": {"mode": "byok", "openai": {"api_key": OPENAI_KEY}}}),
+        tenant=t,
+    )
+    prices = {
+        "gpt-4o": {"input_usd_per_million": 2.0, "output_usd_per_million": 8.0},
+        "gpt-4.1": {"input_usd_per_million": 0, "output_usd_per_million": 0},
+    }
+    shown = await grpcurl.ok(
+        f"{CONFIG}/UpdateConfig", body=json.dumps({"modelConfig": {"prices": prices}}), tenant=t
+    )
+    # A price of 0 is shown as set, not dropped.
+    assert shown["config"]["model_config"]["prices"] == {
+        "gpt-4o": {"input_usd_per_million": 2.0, "output_usd_per_million": 8.0},
+        "gpt-4.1": {"input_usd_per_million": 0.0, "output_usd_per_million": 0.0},
+    }
+    cleared = await grpcurl.ok(
+        f"{CONFIG}/UpdateConfig",
+        body='{"update_mask": {"paths": ["model_config.prices.`gpt-4.1`"]}}',
+        tenant=t,
+    )
+    assert list(cleared["config"]["model_config"]["prices"]) == ["gpt-4o"]
+    usage = (await grpcurl.ok(f"{INFERENCE}/Complete", body=HELLO, tenant=t))["usage"]
+    assert (usage["served_model"], usage["cost_source"]) == ("gpt-4o-2024-08-06", "tenant_prices")
+    expected = (int(usage["input_tokens"]) * 2.0 + int(usage["output_tokens"]) * 8.0) / 1e6
+    assert usage["cost_usd"] == pytest.approx(expected, abs=1e-10)

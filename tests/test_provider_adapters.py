@@ -63,6 +63,13 @@ KEYS = {
     "azure": "0ddba11cafe5eed0ddba11cafe5eed42",
 }
 MODELS = {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-6", "azure": "prod-gpt4o"}
+# What each provider's answer says served the call: OpenAI and Anthropic name
+# the dated snapshot, Azure the model behind the deployment.
+SERVED = {
+    "openai": "gpt-4o-2024-08-06",
+    "anthropic": "claude-sonnet-4-6-20260101",
+    "azure": "gpt-4o-2024-08-06",
+}
 PROVIDERS = ("openai", "anthropic", "azure")
 AZURE_VERSION = "2024-10-21"
 USER_TEXT = "Please review my resume for a senior backend engineering role"
@@ -162,7 +169,7 @@ async def test_complete_answers_with_usage(fake, adapters, provider):
     assert result.text == text
     assert result.finish_reason == "stop"
     assert (result.input_tokens, result.output_tokens) == (prompt_tokens, output_tokens)
-    assert result.model == MODELS[provider]
+    assert result.model == SERVED[provider]
     seen = fake.last_request
     assert seen.provider == provider
     assert seen.api_key == KEYS[provider]
@@ -181,7 +188,7 @@ async def test_stream_yields_deltas_then_usage(fake, adapters, provider):
     assert "".join(e.text for e in events[:-1]) == text
     end = events[-1]
     assert isinstance(end, StreamEnd)
-    assert end == StreamEnd("stop", prompt_tokens, output_tokens, MODELS[provider])
+    assert end == StreamEnd("stop", prompt_tokens, output_tokens, SERVED[provider])
     assert fake.last_request.stream
     assert fake.last_request.completed
 
@@ -237,6 +244,7 @@ async def test_anthropic_system_goes_to_system_parameter(fake, adapters):
 
 
 async def test_azure_wire_request(fake, adapters):
+    fake.set_deployments({"my-deployment": "gpt-4o-mini-2024-07-18"})
     request = make_request("azure", model="my-deployment")
     result = await adapters["azure"].complete(creds_for(fake, "azure"), request)
     seen = fake.last_request
@@ -245,7 +253,8 @@ async def test_azure_wire_request(fake, adapters):
     assert seen.headers["api-key"] == KEYS["azure"]
     assert "Authorization" not in seen.headers
     assert seen.deployment == "my-deployment"
-    assert result.model == "my-deployment"
+    # The answer names the model behind the deployment, as Azure's do.
+    assert result.model == "gpt-4o-mini-2024-07-18"
     assert seen.body["max_completion_tokens"] == 64
 
 

@@ -83,7 +83,7 @@ async def test_migrate_is_idempotent(db_url):
     try:
         first = await database.migrate()
         second = await database.migrate()
-        assert first == second == "0001"
+        assert first == second == "0003"
 
         def tables(sync_conn):
             return set(inspect(sync_conn).get_table_names())
@@ -105,7 +105,7 @@ async def test_replicas_migrating_together_all_succeed(db_url):
     databases = [Database(db_url) for _ in range(4)]
     try:
         revisions = await asyncio.gather(*(d.migrate() for d in databases))
-        assert set(revisions) == {"0001"}
+        assert set(revisions) == {"0003"}
     finally:
         for d in databases:
             await d.dispose()
@@ -121,7 +121,7 @@ async def test_plain_driver_urls_get_the_async_driver(db_url):
     database = Database(plain)
     try:
         assert database.url == db_url
-        assert await database.migrate() == "0001"
+        assert await database.migrate() == "0003"
     finally:
         await database.dispose()
 

@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from liya_engine.config.model import PROVIDER_ORDER, ModelSettings, StoredProvider, TenantConfig
+from liya_engine.config.model import (
+    PROVIDER_ORDER,
+    ModelPrice,
+    ModelSettings,
+    StoredProvider,
+    TenantConfig,
+)
 from liya_engine.config.rewrap import rewrap_all
 from liya_engine.crypto.cipher import KeyCipher, Keyring, KeyringEntry, new_salt
 from liya_engine.errors import Conflict, StorageUnavailable
@@ -40,6 +46,7 @@ def every_field_set(tenant: str, version: int, tag: str) -> TenantConfig:
             endpoint=f"https://{name}-{tag}.example.com",
             deployment_name=f"{name}-deployment-{tag}",
             api_version=f"2024-10-{version:02d}-{name}",
+            model=f"{name}-runs-{tag}",
         )
         for name in PROVIDER_ORDER
     }
@@ -52,6 +59,11 @@ def every_field_set(tenant: str, version: int, tag: str) -> TenantConfig:
             strategy="quality-optimised" if version % 2 else "latency-optimised",
             overrides={"general_chat": f"gpt-4o-{tag}", "code": f"claude-{tag}", "é": "ü"},
             cost_limit_usd_per_request=0.125 * version,
+            # A price of 0 is a price: it must come back as 0, not as absent.
+            prices={
+                f"gpt-4o-{tag}": ModelPrice(0.0, 0.0),
+                "gpt-4.1": ModelPrice(2.0 + version, 8.5),
+            },
         ),
         update_time=datetime(2026, 11, 27, 12, 0, version, 123456, tzinfo=UTC),
     )

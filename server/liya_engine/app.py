@@ -39,6 +39,7 @@ from liya_engine.config.service import ConfigService
 from liya_engine.crypto.cipher import KeyCipher
 from liya_engine.http.server import HttpSurface
 from liya_engine.identity import TokenVerifier
+from liya_engine.inference.learned import LearnedModels
 from liya_engine.inference.service import InferenceService
 from liya_engine.inference.tenants import TenantCache
 from liya_engine.metrics import Metrics
@@ -46,6 +47,7 @@ from liya_engine.providers.registry import build_adapters
 from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
+from liya_engine.storage.deployment_models import DeploymentModelTable
 from liya_engine.tracing import setup as tracing_setup
 
 log = logging.getLogger("liya_engine")
@@ -78,6 +80,8 @@ class Services:
     async def aclose(self) -> None:
         for adapter in self.inference.adapters.values():
             await adapter.aclose()
+        if self.inference.learned is not None:
+            await self.inference.learned.close()
         await self.db.dispose()
 
 
@@ -107,7 +111,8 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         ttl_seconds=settings.config_cache_ttl_seconds,
     )
     adapters = build_adapters(azure_endpoints=EndpointPolicy.from_settings(settings))
-    inference = InferenceService(tenants, adapters, catalog, settings, metrics)
+    learned = LearnedModels(DeploymentModelTable(lambda: db.engine))
+    inference = InferenceService(tenants, adapters, catalog, settings, metrics, learned)
     return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
 
 

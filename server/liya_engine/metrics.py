@@ -136,8 +136,14 @@ class Metrics:
         )
         self.cost = Counter(
             "liya_cost_usd_total",
-            "Cost at catalog prices, USD",
+            "Cost at the resolved prices (the tenant's own where set, else the catalog's), USD",
             ["provider", "model"],
+            registry=registry,
+        )
+        self.unpriced_calls = Counter(
+            "liya_unpriced_calls_total",
+            "Answered provider calls that no price covers (reported at cost 0)",
+            ["provider"],
             registry=registry,
         )
         self.config_cache = Counter(
@@ -207,12 +213,23 @@ class Metrics:
         self._child(self.provider_latency, provider, reason).observe(seconds)
 
     def usage(
-        self, provider: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
+        self,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        *,
+        priced: bool = True,
     ) -> None:
+        """One answered call's tokens and cost; ``priced`` False when no price
+        covers its model (counted in ``liya_unpriced_calls_total``)."""
         model = self._model(model)
         self._child(self.tokens, provider, model, "input").inc(input_tokens)
         self._child(self.tokens, provider, model, "output").inc(output_tokens)
         self._child(self.cost, provider, model).inc(cost_usd)
+        if not priced:
+            self._child(self.unpriced_calls, provider).inc()
 
     def database_up(self, up: bool) -> None:
         """The health check's latest answer about the database."""

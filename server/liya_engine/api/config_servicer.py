@@ -6,6 +6,7 @@ from liya.engine.v1 import config_service_pb2 as pb
 from liya.engine.v1 import config_service_pb2_grpc as pb_grpc
 from liya_engine.api import convert
 from liya_engine.api.calls import current_call
+from liya_engine.api.inference_servicer import usage_proto
 from liya_engine.config.service import ConfigService
 from liya_engine.inference.service import InferenceService
 from liya_engine.inference.tenants import TenantCache
@@ -60,6 +61,8 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
             provider=result.provider, model=result.model, mode=result.mode
         )
         response.latency.FromMilliseconds(int(result.latency_seconds * 1000))
+        if result.usage is not None:
+            response.usage.CopyFrom(usage_proto(result.usage))
         return response
 
     async def ListAuditEntries(

@@ -21,6 +21,7 @@ from liya_engine.config.model import (
     MODEL_MAPS,
     PROVIDER_FIELDS,
     AuditEntry,
+    ModelPrice,
     ModelSettings,
     TenantConfig,
 )
@@ -30,6 +31,33 @@ from liya_engine.secret import Secret
 
 def _present(msg, names) -> dict[str, object]:
     return {name: getattr(msg, name) for name in names if msg.HasField(name)}
+
+
+_PRICE_FIELDS = ("input_usd_per_million", "output_usd_per_million")
+
+
+def _price_in(msg: pb.ModelPrice) -> ModelPrice:
+    # Presence kept: an unset price is missing (refused), 0 is a price.
+    return ModelPrice(**_present(msg, _PRICE_FIELDS))
+
+
+def _prices_out(prices: dict[str, ModelPrice], out) -> None:
+    for model, price in prices.items():
+        for name in _PRICE_FIELDS:
+            setattr(out[model], name, getattr(price, name))
+
+
+def _copy_entries(value: dict, out) -> None:
+    out.update(value)
+
+
+# How each map of ModelConfig reads an entry from its proto (message values
+# need one) and writes its entries into a proto map.
+_MAP_IN = {"overrides": str, "prices": _price_in}
+_MAP_OUT = {
+    "overrides": _copy_entries,
+    "prices": _prices_out,
+}
 
 
 def patch_body(req: pb.UpdateConfigRequest) -> patch.PatchBody:
@@ -43,7 +71,9 @@ def patch_body(req: pb.UpdateConfigRequest) -> patch.PatchBody:
                 sent[KEY_FIELD] = Secret(sent[KEY_FIELD])
             providers[provider] = sent
     model = _present(mc, [f for f in MODEL_FIELDS if f not in MODEL_MAPS])
-    model.update({f: dict(getattr(mc, f)) for f in MODEL_MAPS if getattr(mc, f)})
+    for name in MODEL_MAPS:
+        if entries := getattr(mc, name):
+            model[name] = {key: _MAP_IN[name](value) for key, value in entries.items()}
     return patch.PatchBody(
         mode=pc.mode if pc.HasField("mode") else None, providers=providers, model=model
     )
@@ -83,7 +113,7 @@ def masked_config(cfg: TenantConfig, *, managed_providers: tuple[str, ...]) -> p
     for name in MODEL_FIELDS:
         value = getattr(cfg.model, name)
         if name in MODEL_MAPS:
-            getattr(out.model_config, name).update(value)
+            _MAP_OUT[name](value, getattr(out.model_config, name))
         elif value != getattr(unset, name):  # optional fields: unset stays unset
             setattr(out.model_config, name, value)
     if cfg.update_time is not None:

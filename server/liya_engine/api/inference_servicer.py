@@ -18,7 +18,8 @@ def _input(request) -> CompletionInput:
     )
 
 
-def _usage(u: Usage) -> pb.Usage:
+def usage_proto(u: Usage) -> pb.Usage:
+    """The proto of a call's usage."""
     return pb.Usage(
         input_tokens=u.input_tokens,
         output_tokens=u.output_tokens,
@@ -28,6 +29,8 @@ def _usage(u: Usage) -> pb.Usage:
         model=u.model,
         mode=u.mode,
         request_id=u.request_id,
+        served_model=u.served_model,
+        cost_source=u.cost_source,
     )
 
 
@@ -46,7 +49,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         return pb.CompleteResponse(
             message=pb.ChatMessage(role="assistant", content=result.text),
             finish_reason=result.finish_reason,
-            usage=_usage(result.usage),
+            usage=usage_proto(result.usage),
         )
 
     async def CompleteStream(self, request: pb.CompleteStreamRequest, context):
@@ -59,5 +62,5 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         ):
             out = pb.CompleteStreamResponse(delta=piece.delta, finish_reason=piece.finish_reason)
             if piece.usage is not None:
-                out.usage.CopyFrom(_usage(piece.usage))
+                out.usage.CopyFrom(usage_proto(piece.usage))
             yield out

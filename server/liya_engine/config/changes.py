@@ -74,6 +74,8 @@ PROVIDER_FIELD_CHECKS: Mapping[str, Callable[[str, str, Rules], Violations]] = {
     "endpoint": lambda path, value, rules: rules.check_endpoint(path, value),
     "deployment_name": lambda path, value, rules: v.check_deployment(path, value),
     "api_version": lambda path, value, rules: v.check_api_version(path, value),
+    # What the deployment runs: a price and tier, not a credential.
+    "model": lambda path, value, rules: v.check_model(path, value),
 }
 """The check of each provider field but the key, by proto field name."""
 
@@ -202,8 +204,15 @@ def _check_override(intent: str, model: str, rules: Rules) -> Violations:
 
 MAP_RULES: Mapping[str, Callable[[str, Any, Rules], Violations]] = {
     "overrides": _check_override,
+    "prices": lambda model, price, rules: v.check_price(model, price),
 }
 """The check of one entry, ``check(key, value, rules)``, of each model map."""
+
+MAP_STORE: Mapping[str, Callable[[Any], Any]] = {
+    "overrides": str,
+    "prices": v.stored_price,
+}
+"""How one checked entry of each model map is stored."""
 
 
 def _with_model(config: TenantConfig, **values: object) -> TenantConfig:
@@ -258,7 +267,8 @@ class ReplaceMap(ConfigChange):
         return [x for key, value in self.entries.items() for x in check(key, value, rules)]
 
     def apply(self, config: TenantConfig) -> Applied:
-        entries = dict(self.entries)
+        store = MAP_STORE[self.name]
+        entries = {key: store(value) for key, value in self.entries.items()}
         if getattr(config.model, self.name) == entries:
             return config, ()
         return _with_model(config, **{self.name: entries}), (paths.model_field_path(self.name),)
@@ -277,11 +287,12 @@ class SetMapEntry(ConfigChange):
 
     def apply(self, config: TenantConfig) -> Applied:
         entries = dict(getattr(config.model, self.name))
-        if entries.get(self.key) == self.value:
+        value = None if self.value is None else MAP_STORE[self.name](self.value)
+        if entries.get(self.key) == value:
             return config, ()
-        if self.value is None:
+        if value is None:
             del entries[self.key]
         else:
-            entries[self.key] = self.value
+            entries[self.key] = value
         path = paths.map_entry_path(self.name, self.key)
         return _with_model(config, **{self.name: entries}), (path,)

@@ -31,13 +31,13 @@ KEY_FIELD: Final = "api_key"
 PROVIDER_FIELDS: Final = {
     "openai": (KEY_FIELD, "default_model"),
     "anthropic": (KEY_FIELD, "default_model"),
-    "azure": (KEY_FIELD, "endpoint", "deployment_name", "api_version"),
+    "azure": (KEY_FIELD, "endpoint", "deployment_name", "api_version", "model"),
 }
 """Each provider message's fields, in proto order. Every field but the key is a
 ``StoredProvider`` attribute of the same name."""
-MODEL_FIELDS: Final = ("strategy", "overrides", "cost_limit_usd_per_request")
+MODEL_FIELDS: Final = ("strategy", "overrides", "cost_limit_usd_per_request", "prices")
 """``ModelConfig``'s fields, in proto order; each a ``ModelSettings`` attribute."""
-MODEL_MAPS: Final = {"overrides": "intent"}
+MODEL_MAPS: Final = {"overrides": "intent", "prices": "model"}
 """The map fields of ``ModelConfig`` and what their keys name. Without a mask,
 entries merge one by one into the stored map."""
 PROVIDER_ORDER: Final = facts.PRECEDENCE  # precedence, highest first
@@ -58,6 +58,7 @@ class StoredProvider:
     endpoint: str = ""
     deployment_name: str = ""
     api_version: str = ""
+    model: str = ""  # Azure: the model the deployment runs, when the tenant says
     pending_key: Secret | None = field(
         default=None, repr=False, hash=False, metadata={"stored": False}
     )
@@ -72,10 +73,20 @@ class StoredProvider:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """A tenant's price of one model, USD per million tokens. Both are set in
+    a stored price; an update may carry one missing, which its check refuses."""
+
+    input_usd_per_million: float | None = None
+    output_usd_per_million: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSettings:
     strategy: str = ""
     overrides: dict[str, str] = field(default_factory=dict)
     cost_limit_usd_per_request: float | None = None
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

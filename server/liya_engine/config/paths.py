@@ -10,6 +10,12 @@ Paths name fields as ``UpdateConfigRequest.update_mask`` and audit entries do:
     model_config.<field>                    strategy, cost_limit_usd_per_request
     model_config.<map>                      overrides
     model_config.<map>.<key>                one entry, such as overrides.general_chat
+                                            or prices.`gpt-4.1`
+
+A map key that is not a plain identifier is quoted in backticks, a literal
+backtick doubled (AIP-161): ``model_config.prices.`gpt-4.1```. Reading, a key
+without dots or backticks is also taken unquoted (``prices.gpt-4o``); writing,
+every key that needs quotes gets them.
 
 ``parse`` reads a path into a ``FieldPath``; the ``*_path`` functions write one;
 ``leaf_values`` reads every leaf of a config by its path. All three derive the
@@ -80,13 +86,61 @@ def model_field_path(name: str) -> str:
     return f"{MODEL_CONFIG}.{name}"
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def quote_key(key: str) -> str:
+    """``key`` as a path segment: as it is when a plain identifier, else in
+    backticks with any backtick doubled (AIP-161)."""
+    if _PLAIN_KEY.fullmatch(key):
+        return key
+    return "`" + key.replace("`", "``") + "`"
+
+
 def map_entry_path(name: str, key: str) -> str:
-    return f"{MODEL_CONFIG}.{name}.{key}"
+    return f"{MODEL_CONFIG}.{name}.{quote_key(key)}"
+
+
+def split(path: str) -> list[str] | None:
+    """The segments of ``path``, backtick-quoted ones unquoted; None when a
+    quote is left open or a quoted segment does not end at a dot."""
+    parts: list[str] = []
+    i, n = 0, len(path)
+    while True:
+        if i < n and path[i] == "`":
+            segment: list[str] = []
+            i += 1
+            while True:
+                end = path.find("`", i)
+                if end < 0:
+                    return None  # unterminated quote
+                segment.append(path[i:end])
+                if path.startswith("``", end):
+                    segment.append("`")
+                    i = end + 2
+                    continue
+                i = end + 1
+                break
+            parts.append("".join(segment))
+        else:
+            end = path.find(".", i)
+            end = n if end < 0 else end
+            if "`" in path[i:end]:
+                return None
+            parts.append(path[i:end])
+            i = end
+        if i == n:
+            return parts
+        if path[i] != ".":
+            return None  # text after a closing quote
+        i += 1
 
 
 def parse(path: str) -> FieldPath | None:
     """The field ``path`` names, or None if it names none."""
-    parts = path.split(".")
+    parts = split(path)
+    if parts is None:
+        return None
     head, rest = parts[0], parts[1:]
     if head == PROVIDER_CONFIG:
         return _provider_part(rest)
@@ -132,9 +186,12 @@ def _known_paths() -> str:
 
 def unknown_path(path: str) -> FieldViolation:
     """The violation for a mask path that names no field."""
+    hint = ""
+    if path.startswith(f"{MODEL_CONFIG}.prices.") and "`" not in path:
+        hint = "; quote a model name with dots in backticks, as in model_config.prices.`gpt-4.1`"
     return FieldViolation(
         "update_mask",
-        f"unknown path {shown(path, _SHOWABLE_PATH)}; paths are {_known_paths()}",
+        f"unknown path {shown(path, _SHOWABLE_PATH)}; paths are {_known_paths()}{hint}",
     )
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import re
 
-from liya_engine.config.model import MODE_BYOK, MODES, STRATEGIES, TenantConfig
+from liya_engine.config.model import MODE_BYOK, MODES, STRATEGIES, ModelPrice, TenantConfig
+from liya_engine.config.paths import map_entry_path
 from liya_engine.errors import FieldViolation
 from liya_engine.redact import looks_like_key
 from liya_engine.routing.catalog import Catalog
@@ -21,6 +22,9 @@ _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _INTENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _PLACEHOLDER = re.compile(r"(\.\.\.|your-|<|>|xxxx|example)", re.IGNORECASE)
 MAX_COST_LIMIT_USD = 1000.0
+MAX_PRICE_USD_PER_MILLION = 10_000.0
+MAX_PRICES = 100
+PRICE_FIELDS = ("input_usd_per_million", "output_usd_per_million")
 STRATEGY_ALIASES = {
     "cost-optimized": "cost-optimised",
     "quality-optimized": "quality-optimised",
@@ -146,9 +150,57 @@ def check_cost_limit(path: str, value: float) -> list[FieldViolation]:
     return []
 
 
+def price_path(model: str) -> str:
+    """The field path of one price, without quoting a name that is not
+    model-shaped (it may be a key pasted into the wrong place)."""
+    if _MODEL.fullmatch(model) and not looks_like_key(model):
+        return map_entry_path("prices", model)
+    return "model_config.prices"
+
+
+def check_price(model: str, price: object) -> list[FieldViolation]:
+    """One entry of ``model_config.prices``: a model name and both prices,
+    each finite and from 0 to ``MAX_PRICE_USD_PER_MILLION``."""
+    path = price_path(model)
+    out = check_model(path, model)
+    if not isinstance(price, ModelPrice):
+        return [*out, FieldViolation(path, "must be a ModelPrice")]
+    for name in PRICE_FIELDS:
+        value = getattr(price, name)
+        if value is None:
+            out.append(FieldViolation(f"{path}.{name}", "is required (USD per million tokens)"))
+        elif (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 <= value <= MAX_PRICE_USD_PER_MILLION
+        ):
+            out.append(
+                FieldViolation(
+                    f"{path}.{name}",
+                    f"must be a finite number from 0 to {MAX_PRICE_USD_PER_MILLION:,.0f} "
+                    "(USD per million tokens)",
+                )
+            )
+    return out
+
+
+def stored_price(price: ModelPrice) -> ModelPrice:
+    """A checked price as stored: both values as floats (0 stays 0)."""
+    return ModelPrice(float(price.input_usd_per_million), float(price.output_usd_per_million))  # type: ignore[arg-type]
+
+
 def check_complete(config: TenantConfig) -> list[FieldViolation]:
     """Whole-config rules that single fields cannot check."""
     out: list[FieldViolation] = []
+    if len(config.model.prices) > MAX_PRICES:
+        out.append(
+            FieldViolation(
+                "model_config.prices",
+                f"holds at most {MAX_PRICES} models (got {len(config.model.prices)}): "
+                "remove prices of models no longer used",
+            )
+        )
     azure = config.provider("azure")
     if azure.configured:
         for name in ("endpoint", "deployment_name", "api_version"):

@@ -5,6 +5,7 @@
     POST /_control/reset
     POST /_control/keys      {"provider": ..., "keys": [...] | null}
     POST /_control/models    {"provider": ..., "models": [...] | null}
+    POST /_control/deployments {"deployments": {"prod-chat": "gpt-4o-2024-08-06"} | null}
     GET  /_control/requests  [?provider=...]
     GET  /_control/health
 
@@ -39,6 +40,7 @@ def add_routes(app: web.Application, fake: FakeProviders) -> None:
     app.router.add_post("/_control/reset", bound(_reset))
     app.router.add_post("/_control/keys", bound(_keys))
     app.router.add_post("/_control/models", bound(_models))
+    app.router.add_post("/_control/deployments", bound(_deployments))
     app.router.add_get("/_control/requests", bound(_requests))
     app.router.add_get("/_control/health", bound(_health))
 
@@ -63,6 +65,21 @@ async def _keys(fake: FakeProviders, request: web.Request) -> web.Response:
 
 async def _models(fake: FakeProviders, request: web.Request) -> web.Response:
     return await _set_names(request, "models", fake.set_models)
+
+
+async def _deployments(fake: FakeProviders, request: web.Request) -> web.Response:
+    """``{"deployments": {name: model} | null}``: what each Azure deployment runs."""
+    try:
+        value = (await _json_object(request)).get("deployments")
+        if value is not None and not (
+            isinstance(value, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ):
+            raise ValueError("deployments must be an object of deployment -> model names, or null")
+    except ValueError as exc:
+        return _refused(str(exc))
+    fake.set_deployments(value)
+    return web.json_response({"ok": True})
 
 
 async def _set_names(request: web.Request, field: str, setter) -> web.Response:

@@ -84,8 +84,10 @@ async def respond(
     wire: WireFormat,
     rule: FailureRule | None,
     key: str,
+    served_model: str,
 ) -> web.StreamResponse:
-    """The reply to an acceptable request, as the failure ``rule`` (if any) shapes it."""
+    """The reply to an acceptable request, as the failure ``rule`` (if any)
+    shapes it, naming ``served_model`` as the model that answered."""
     kind = rule.kind if rule else None
     opts = rule.opts if rule else {}
     if kind == "disconnect":
@@ -106,7 +108,7 @@ async def respond(
         return error(record, wire, kind, opts, key)
     if kind in ("stream_error", "stream_end_early") and not record.stream:
         return error(record, wire, "server_error", opts, key)
-    answer = Answer.build(record.body, record.model or "", wire.ID_PREFIX)
+    answer = Answer.build(record.body, served_model, wire.ID_PREFIX)
     if not record.stream:
         if kind == "stream_cut":
             return await _cut_plain(request, record, wire, answer)

@@ -23,7 +23,7 @@ import json
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +32,7 @@ from liya_engine.fakes import anthropic_format, azure_format, control, openai_fo
 from liya_engine.fakes.failures import FailureRules
 from liya_engine.fakes.recording import RecordedRequest
 from liya_engine.fakes.replies import Cut, WireFormat
+from liya_engine.fakes.served import served_model
 
 PROVIDER_NAMES: tuple[str, ...] = ("openai", "anthropic", "azure")
 WIRE_FORMATS: dict[str, WireFormat] = {
@@ -68,6 +69,7 @@ class FakeProviders:
         self._rules = FailureRules()
         self._keys: dict[str, set[str] | None] = dict.fromkeys(PROVIDER_NAMES)
         self._models: dict[str, set[str] | None] = dict.fromkeys(PROVIDER_NAMES)
+        self._deployments: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
         self.host = "127.0.0.1"
@@ -96,9 +98,17 @@ class FakeProviders:
         for target in [name] if name else PROVIDER_NAMES:
             self._models[target] = None if models is None else set(models)
 
+    def set_deployments(self, deployments: Mapping[str, str] | None) -> None:
+        """Which model each Azure deployment runs, as its answers report it
+        (``{"prod-chat": "gpt-4o-2024-08-06"}``); None forgets them all. An
+        unmapped deployment reports as ``served.served_model`` says."""
+        self._deployments = dict(deployments or {})
+
     def reset(self) -> None:
-        """Forget failures, key/model restrictions and recorded requests."""
+        """Forget failures, key/model restrictions, deployment models and
+        recorded requests."""
         self._rules.clear()
+        self._deployments = {}
         self.requests.clear()
         self._keys = dict.fromkeys(PROVIDER_NAMES)
         self._models = dict.fromkeys(PROVIDER_NAMES)
@@ -238,7 +248,8 @@ class FakeProviders:
         refused = self._refusal(request, record, wire, key)
         if refused is not None:
             return refused
-        return await replies.respond(request, record, wire, rule, key)
+        served = served_model(record.provider, record.model or "", self._deployments)
+        return await replies.respond(request, record, wire, rule, key, served)
 
     def _refusal(
         self, request: web.Request, record: RecordedRequest, wire: WireFormat, key: str
@@ -319,7 +330,8 @@ def main_forever(host: str = "127.0.0.1", port: int = 8090) -> None:
             print(f"  LIYA_ANTHROPIC_BASE_URL={fake.anthropic_base_url}", flush=True)
             print(f"  Azure endpoint: {fake.azure_endpoint}", flush=True)
             print(
-                f"  control: {fake.base_url}/_control/{{fail,reset,keys,models,requests}}",
+                f"  control: {fake.base_url}/_control/"
+                "{fail,reset,keys,models,deployments,requests}",
                 flush=True,
             )
             await stop.wait()

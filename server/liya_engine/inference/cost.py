@@ -13,7 +13,35 @@ import math
 from liya_engine.errors import CostLimitExceeded
 from liya_engine.inference.estimate import estimate_prompt_tokens
 from liya_engine.inference.values import CompletionInput
-from liya_engine.routing.catalog import ModelInfo
+from liya_engine.providers import facts
+from liya_engine.routing.prices import Price
+
+
+def how_to_price(provider: str, model: str, priced_as: str) -> str:
+    """What the tenant sets so that calls to ``model`` (for Azure, the
+    deployment, priced as ``priced_as``) have a price."""
+    if provider == facts.AZURE and priced_as == model:
+        return (
+            f"set provider_config.azure.model to the model deployment {model!r} runs "
+            "(such as gpt-4o), or its prices in model_config.prices"
+        )
+    return (
+        f"set the prices of {priced_as!r} in model_config.prices "
+        "(input_usd_per_million and output_usd_per_million)"
+    )
+
+
+def unpriced(limit: float, provider: str, model: str, priced_as: str) -> CostLimitExceeded:
+    """COST_LIMIT_EXCEEDED for a call no price covers while a limit is set."""
+    what = f"Azure deployment {model!r}" if provider == facts.AZURE else f"model {model!r}"
+    if priced_as != model:
+        what += f" (model {priced_as!r})"
+    return CostLimitExceeded(
+        f"{what} has no price (not in model_config.prices, not in the catalog), so a call "
+        f"cannot be kept under the cost limit of ${limit:g}: "
+        f"{how_to_price(provider, model, priced_as)}",
+        metadata={"limit_usd": f"{limit:.6f}", "model": model, "provider": provider},
+    )
 
 
 def tokens_that_fit(limit: float, prompt_cost: float, per_output: float) -> int:
@@ -27,31 +55,29 @@ def tokens_that_fit(limit: float, prompt_cost: float, per_output: float) -> int:
 
 def fit_cost(
     limit: float | None,
-    info: ModelInfo | None,
+    price: Price | None,
     model: str,
     call: CompletionInput,
     provider: str,
     *,
     default_max_tokens: int,
+    priced_as: str = "",
 ) -> int:
     """The max_tokens to send: the caller's, or the default lowered to fit
-    ``limit``; raise ``CostLimitExceeded`` when the call cannot fit."""
+    ``limit`` at ``price`` (the resolved price of ``priced_as``, the name
+    ``model`` is priced as); raise ``CostLimitExceeded`` when the call cannot
+    fit or has no price."""
     default = default_max_tokens
-    if info is not None:
-        default = min(default, info.max_output_tokens)
+    if price is not None and price.info is not None:
+        default = min(default, price.info.max_output_tokens)
     if limit is None:
         return call.max_tokens if call.max_tokens is not None else default
     meta = {"limit_usd": f"{limit:.6f}", "model": model, "provider": provider}
-    if info is None:
-        raise CostLimitExceeded(
-            f"model {model!r} has no price in the catalog, so a call cannot be kept under "
-            f"the cost limit of ${limit:g}: add the model to the catalog or remove "
-            "model_config.cost_limit_usd_per_request",
-            metadata=meta,
-        )
+    if price is None:
+        raise unpriced(limit, provider, model, priced_as or model)
     prompt = estimate_prompt_tokens(call.messages)
-    prompt_cost = prompt * info.input_per_million / 1_000_000
-    per_output = info.output_per_million / 1_000_000
+    prompt_cost = prompt * price.input_per_million / 1_000_000
+    per_output = price.output_per_million / 1_000_000
     if call.max_tokens is not None:
         estimate = prompt_cost + call.max_tokens * per_output
         if estimate > limit:

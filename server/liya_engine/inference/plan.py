@@ -23,7 +23,8 @@ from liya_engine.inference.ports import Credentials, ProviderRequest
 from liya_engine.inference.tenants import ResolvedTenant
 from liya_engine.inference.values import CompletionInput
 from liya_engine.providers import facts
-from liya_engine.routing.catalog import Catalog, ModelInfo
+from liya_engine.routing.catalog import Catalog
+from liya_engine.routing.prices import Price, azure_model, resolve
 from liya_engine.routing.router import (
     available_providers,
     choose_model,
@@ -43,9 +44,14 @@ class Plan:
 
     creds: Credentials
     request: ProviderRequest
-    model_info: ModelInfo | None
+    price: Price | None  # None: unpriced
     mode: str
     caller_bound: bool  # the caller's deadline, not our own budget, limits the call
+    tenant: ResolvedTenant
+    # The name the call is priced as (for Azure, the model behind the deployment).
+    priced_as: str = ""
+    # Azure, with nothing but its answers to say what the deployment runs.
+    learns: bool = False
 
 
 def managed_credentials(settings: Settings) -> dict[str, Credentials]:
@@ -114,6 +120,7 @@ class Planner:
             default_model=self._default_model(cfg, serving),
             catalog=self._catalog,
             latency_of=self._latency,
+            prices=cfg.model.prices,
         )
         provider = provider_for_model(model, available)
         if provider is None:
@@ -128,16 +135,18 @@ class Planner:
         creds = self._credentials(tenant, provider)
         # A model chosen for another provider (e.g. a Claude override while Azure
         # serves) keeps its name; Azure treats the model name as the deployment.
-        info = self._catalog.model(model)
+        priced_as, learns = self.priced_as(tenant, provider, model)
+        price = resolve(priced_as, cfg.model.prices, self._catalog)
         max_tokens = call.max_tokens
         if check_cost:
             max_tokens = fit_cost(
                 cfg.model.cost_limit_usd_per_request,
-                info,
+                price,
                 model,
                 call,
                 provider,
                 default_max_tokens=self._catalog.default_max_output_tokens,
+                priced_as=priced_as,
             )
         elif max_tokens is None:
             max_tokens = self._catalog.default_max_output_tokens
@@ -149,7 +158,40 @@ class Planner:
             timeout=timeout,
             temperature=call.temperature,
         )
-        return Plan(creds, request, info, cfg.mode, caller_bound)
+        return Plan(creds, request, price, cfg.mode, caller_bound, tenant, priced_as, learns)
+
+    def needs_learned(self, tenant: ResolvedTenant) -> bool:
+        """Whether one of the tenant's Azure deployments (its default one, or
+        one an override names, when Azure can serve them) is priced by nothing
+        but what Azure reported, so that must be read."""
+        cfg = tenant.config
+        if facts.AZURE not in available_providers(cfg, self.managed_providers):
+            return False
+        names = {self._default_model(cfg, facts.AZURE), *cfg.model.overrides.values()}
+        return any(
+            self.priced_as(tenant, facts.AZURE, name)[1] for name in names if not is_claude(name)
+        )
+
+    def settle(self, plan: Plan, served_model: str) -> Price | None:
+        """The price of a call once answered: the plan's, except for a
+        deployment only Azure's answers price, where this answer's model wins."""
+        if plan.learns and served_model and served_model != plan.request.model:
+            price = resolve(served_model, plan.tenant.config.model.prices, self._catalog)
+            if price is not None:
+                return price
+        return plan.price
+
+    def priced_as(self, tenant: ResolvedTenant, provider: str, model: str) -> tuple[str, bool]:
+        """The name a call to ``model`` on ``provider`` is priced as, and
+        whether only Azure's answers can say what the deployment runs."""
+        if provider != facts.AZURE:
+            return model, False
+        cfg = tenant.config
+        configured = cfg.provider(facts.AZURE).model if cfg.mode == MODE_BYOK else ""
+        prices = cfg.model.prices
+        learns = not configured and resolve(model, prices, self._catalog) is None
+        learned = tenant.learned.get(model) if learns and tenant.learned else None
+        return azure_model(model, configured, learned, prices, self._catalog), learns
 
     def _default_model(self, cfg: TenantConfig, serving: str) -> str:
         if cfg.mode == MODE_MANAGED:

@@ -23,6 +23,7 @@ from liya_engine.errors import (
 )
 from liya_engine.inference.checks import check_call
 from liya_engine.inference.latency import LatencyTracker
+from liya_engine.inference.learned import LearnedModels
 from liya_engine.inference.plan import Plan, Planner
 from liya_engine.inference.ports import Message, ProviderAdapter, StreamDelta, StreamEnd
 from liya_engine.inference.tenants import TenantCache
@@ -35,6 +36,7 @@ from liya_engine.inference.values import (
 )
 from liya_engine.metrics import Metrics
 from liya_engine.providers import facts
+from liya_engine.routing import prices
 from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
 from liya_engine.tracing import provider as spans
@@ -59,8 +61,10 @@ class InferenceService:
         catalog: Catalog,
         settings: Settings,
         metrics: Metrics,
+        learned: LearnedModels | None = None,
     ) -> None:
         self._tenants = tenants
+        self.learned = learned
         self.adapters = adapters
         self._catalog = catalog
         self._metrics = metrics
@@ -86,7 +90,9 @@ class InferenceService:
             spans.failed(traced, exc)
             raise
         elapsed = time.perf_counter() - started
-        usage = self._account(plan, result.input_tokens, result.output_tokens, request_id, elapsed)
+        usage = self._account(
+            plan, result.input_tokens, result.output_tokens, request_id, elapsed, result.model
+        )
         _trace_success(traced, usage, result.model)
         return Completion(result.text, result.finish_reason, usage)
 
@@ -112,6 +118,7 @@ class InferenceService:
                         event.output_tokens,
                         request_id,
                         time.perf_counter() - started,
+                        event.model,
                     )
                     # Traced before the last piece is handed on: the caller may
                     # stop reading once it has the usage.
@@ -161,15 +168,11 @@ class InferenceService:
             spans.failed(traced, exc)
             raise
         elapsed = time.perf_counter() - started
-        self._metrics.provider_call(plan.creds.provider, plan.request.model, plan.mode, "", elapsed)
-        spans.succeeded(
-            traced,
-            response_model=result.model,
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            cost_usd=None,  # a check, not billed usage
+        usage = self._account(
+            plan, result.input_tokens, result.output_tokens, request_id, elapsed, result.model
         )
-        return VerifyResult(plan.creds.provider, plan.request.model, plan.mode, elapsed)
+        _trace_success(traced, usage, result.model)
+        return VerifyResult(plan.creds.provider, plan.request.model, plan.mode, elapsed, usage)
 
     # -- steps ------------------------------------------------------------------
 
@@ -186,6 +189,11 @@ class InferenceService:
         # while the database cannot be read.
         check_call(call, self._catalog.intents)
         tenant = await self._tenants.get(tenant_id)
+        if tenant.learned is None:  # once per cached config
+            if self.learned is not None and self._planner.needs_learned(tenant):
+                await self.learned.load(tenant)
+            else:
+                tenant.learned = {}
         return self._planner.plan(
             tenant, call, deadline, check_cost=check_cost, default_model_only=default_model_only
         )
@@ -210,15 +218,32 @@ class InferenceService:
         return exc
 
     def _account(
-        self, plan: Plan, input_tokens: int, output_tokens: int, request_id: str, elapsed: float
+        self,
+        plan: Plan,
+        input_tokens: int,
+        output_tokens: int,
+        request_id: str,
+        elapsed: float,
+        served_model: str,
     ) -> Usage:
         provider, model = plan.creds.provider, plan.request.model
-        cost = plan.model_info.cost(input_tokens, output_tokens) if plan.model_info else 0.0
+        if plan.learns and self.learned is not None:
+            self.learned.learn(plan.tenant, model, served_model)
+        price = self._planner.settle(plan, served_model)
+        cost = price.cost(input_tokens, output_tokens) if price else 0.0
         self.latency.observe(provider, model, elapsed)
         self._metrics.provider_call(provider, model, plan.mode, "", elapsed)
-        self._metrics.usage(provider, model, input_tokens, output_tokens, cost)
+        self._metrics.usage(provider, model, input_tokens, output_tokens, cost, priced=bool(price))
         return Usage(
-            input_tokens, output_tokens, round(cost, 10), provider, model, plan.mode, request_id
+            input_tokens,
+            output_tokens,
+            round(cost, 10),
+            provider,
+            model,
+            plan.mode,
+            request_id,
+            served_model,
+            price.source if price else prices.UNPRICED,
         )
 
 

@@ -26,7 +26,7 @@ class ResolvedTenant:
     decrypted fails only the calls that need it.
     """
 
-    __slots__ = ("_cipher", "_keys", "config", "shown")
+    __slots__ = ("_cipher", "_keys", "config", "learned", "shown")
 
     def __init__(self, config: TenantConfig, cipher: KeyCipher) -> None:
         self.config = config
@@ -34,6 +34,9 @@ class ResolvedTenant:
         self._keys: dict[str, Secret] = {}
         # The masked form built for GetMaskedConfig, kept with this version.
         self.shown: object | None = None
+        # Azure deployment -> the model its answers reported, read on first
+        # need (``liya_engine.inference.learned``); None until then.
+        self.learned: dict[str, str] | None = None
 
     def key(self, provider: str) -> Secret:
         """The decrypted key of ``provider``; raises ``KeyDecryptionFailed``."""

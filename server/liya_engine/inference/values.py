@@ -28,6 +28,8 @@ class Usage:
     model: str
     mode: str
     request_id: str
+    served_model: str = ""  # the model name the provider reported
+    cost_source: str = ""  # tenant_prices, catalog or unpriced (routing.prices)
 
     @property
     def total_tokens(self) -> int:
@@ -60,3 +62,4 @@ class VerifyResult:
     model: str
     mode: str
     latency_seconds: float
+    usage: Usage | None = None

@@ -23,6 +23,8 @@ class ModelInfo:
     tier: int
     context_tokens: int
     max_output_tokens: int
+    # Inference prices of a model fine-tuned from this one; None: not offered.
+    fine_tuned_per_million: tuple[float, float] | None = None
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """USD at list price."""
@@ -66,6 +68,7 @@ class Catalog:
                     tier=int(m["tier"]),
                     context_tokens=int(m.get("context_tokens", 128000)),
                     max_output_tokens=int(m.get("max_output_tokens", 4096)),
+                    fine_tuned_per_million=_fine_tuned(m.get("fine_tuned")),
                 )
                 for m in data["models"]
             }
@@ -78,3 +81,9 @@ class Catalog:
         if bad:
             raise SettingsError(f"model catalog: unknown provider for {', '.join(bad)}")
         return cls(models, intents, defaults, default_max)
+
+
+def _fine_tuned(raw: dict | None) -> tuple[float, float] | None:
+    if raw is None:
+        return None
+    return float(raw["input_per_million"]), float(raw["output_per_million"])

@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from liya_engine.config.model import MODE_BYOK, PROVIDER_ORDER, TenantConfig
+from liya_engine.config.model import MODE_BYOK, PROVIDER_ORDER, ModelPrice, TenantConfig
 from liya_engine.providers import facts
 from liya_engine.routing.catalog import Catalog, ModelInfo
+from liya_engine.routing.prices import resolve
 
 LatencyOf = Callable[[str, str], float | None]  # (provider, model) -> seconds or None
 
@@ -52,13 +53,15 @@ def choose_model(
     default_model: str,
     catalog: Catalog,
     latency_of: LatencyOf,
+    prices: Mapping[str, ModelPrice] | None = None,
 ) -> tuple[str, str]:
-    """Return (model, chosen_by) for a call; the caller maps it to a provider."""
+    """Return (model, chosen_by) for a call; the caller maps it to a provider.
+    Strategies compare models at the tenant's ``prices`` where it set them."""
     if intent in overrides:
         return overrides[intent], "override"
     if strategy and strategy != "default":
         picked = _by_strategy(
-            strategy, catalog.intents.get(intent, 1), serving, catalog, latency_of
+            strategy, catalog.intents.get(intent, 1), serving, catalog, latency_of, prices or {}
         )
         if picked is not None:
             return picked.name, strategy
@@ -66,7 +69,12 @@ def choose_model(
 
 
 def _by_strategy(
-    strategy: str, tier: int, serving: str, catalog: Catalog, latency_of: LatencyOf
+    strategy: str,
+    tier: int,
+    serving: str,
+    catalog: Catalog,
+    latency_of: LatencyOf,
+    prices: Mapping[str, ModelPrice],
 ) -> ModelInfo | None:
     # Azure serves OpenAI models under deployment names we cannot enumerate, so
     # strategies pick among the serving provider's own catalog models.
@@ -74,24 +82,22 @@ def _by_strategy(
         return None
     candidates = catalog.models_for(serving)
     good = [m for m in candidates if m.tier >= tier]
+
+    def cost(m: ModelInfo) -> float:
+        price = resolve(m.name, prices, catalog)
+        assert price is not None  # a catalog model always has a price
+        return price.per_million
+
     if strategy == "cost-optimised":
         # No model at the intent's tier: the default model, never a weaker one.
-        return min(
-            good, key=lambda m: (m.input_per_million + m.output_per_million, m.name), default=None
-        )
+        return min(good, key=lambda m: (cost(m), m.name), default=None)
     if strategy == "quality-optimised":
-        return max(
-            candidates,
-            key=lambda m: (m.tier, -(m.input_per_million + m.output_per_million), m.name),
-            default=None,
-        )
+        return max(candidates, key=lambda m: (m.tier, -cost(m), m.name), default=None)
     if strategy == "latency-optimised":
         measured = [(latency_of(serving, m.name), m) for m in good]
         known = [(lat, m) for lat, m in measured if lat is not None]
         if known:
             return min(known, key=lambda x: (x[0], x[1].name))[1]
         # Nothing observed yet: the cheapest acceptable model is usually the fastest.
-        return min(
-            good, key=lambda m: (m.input_per_million + m.output_per_million, m.name), default=None
-        )
+        return min(good, key=lambda m: (cost(m), m.name), default=None)
     return None

@@ -18,7 +18,13 @@ from typing import Final
 
 from sqlalchemy import Select, bindparam, select
 
-from liya_engine.config.model import AuditEntry, ModelSettings, StoredProvider, TenantConfig
+from liya_engine.config.model import (
+    AuditEntry,
+    ModelPrice,
+    ModelSettings,
+    StoredProvider,
+    TenantConfig,
+)
 from liya_engine.storage.tables import AuditEntryRow, ProviderCredentialRow, TenantConfigRow
 
 # Columns of provider_credentials holding StoredProvider's fields, same names
@@ -44,7 +50,30 @@ def config_columns(config: TenantConfig) -> dict[str, object]:
         "strategy": config.model.strategy,
         "overrides": dict(config.model.overrides),
         "cost_limit_usd": config.model.cost_limit_usd_per_request,
+        "prices": prices_column(config.model.prices),
         "update_time": config.update_time,
+    }
+
+
+def prices_column(prices: dict[str, ModelPrice]) -> dict[str, dict[str, float]]:
+    """The JSON of ``tenant_configs.prices``: both values of every price,
+    0 included (a price of 0 is a price, not an absent one)."""
+    return {
+        model: {
+            "input_usd_per_million": price.input_usd_per_million,
+            "output_usd_per_million": price.output_usd_per_million,
+        }
+        for model, price in prices.items()
+    }
+
+
+def prices_from_column(raw: dict | None) -> dict[str, ModelPrice]:
+    """The prices ``prices_column`` wrote."""
+    return {
+        model: ModelPrice(
+            float(value["input_usd_per_million"]), float(value["output_usd_per_million"])
+        )
+        for model, value in (raw or {}).items()
     }
 
 
@@ -66,6 +95,7 @@ def _read_config_query() -> Select:
             t.c.strategy,
             t.c.overrides,
             t.c.cost_limit_usd,
+            t.c.prices,
             t.c.update_time,
             p.c.provider,
             *(p.c[name] for name in PROVIDER_COLUMNS),
@@ -100,6 +130,7 @@ def config_from_rows(tenant_id: str, rows: Sequence) -> TenantConfig | None:
             strategy=first.strategy,
             overrides=dict(first.overrides or {}),
             cost_limit_usd_per_request=first.cost_limit_usd,
+            prices=prices_from_column(first.prices),
         ),
         update_time=utc(first.update_time),
     )

@@ -35,6 +35,8 @@ class TenantConfigRow(Base):
     strategy: Mapped[str] = mapped_column(String(32), nullable=False, default="")
     overrides: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     cost_limit_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # model -> {"input_usd_per_million": x, "output_usd_per_million": y}
+    prices: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
@@ -54,6 +56,20 @@ class ProviderCredentialRow(Base):
     endpoint: Mapped[str] = mapped_column(String(512), nullable=False, default="")
     deployment_name: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     api_version: Mapped[str] = mapped_column(String(32), nullable=False, default="")
+    model: Mapped[str] = mapped_column(String(128), nullable=False, default="")
+
+
+class DeploymentModelRow(Base):
+    """The model an Azure deployment last reported running, per tenant: what
+    prices its calls when the tenant did not say (``provider_config.azure.model``).
+    Learned from answers, not configuration: not versioned, not audited."""
+
+    __tablename__ = "deployment_models"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class AuditEntryRow(Base):

@@ -26,9 +26,10 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from liya.engine.v1 import inference_service_pb2 as liya_dot_engine_dot_v1_dot_inference__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#liya/engine/v1/config_service.proto\x12\x0eliya.engine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n\x13UpdateConfigRequest\x12\x37\n\x0fprovider_config\x18\x01 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderConfig\x12\x31\n\x0cmodel_config\x18\x02 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\"\xc0\x01\n\x0eProviderConfig\x12\x11\n\x04mode\x18\x01 \x01(\tH\x00\x88\x01\x01\x12,\n\x06openai\x18\x02 \x01(\x0b\x32\x1c.liya.engine.v1.OpenAIConfig\x12\x32\n\tanthropic\x18\x03 \x01(\x0b\x32\x1f.liya.engine.v1.AnthropicConfig\x12\x30\n\x05\x61zure\x18\x04 \x01(\x0b\x32!.liya.engine.v1.AzureOpenAIConfigB\x07\n\x05_mode\"^\n\x0cOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"a\n\x0f\x41nthropicConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"\xb5\x01\n\x11\x41zureOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x65ndpoint\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0f\x64\x65ployment_name\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0b\x61pi_version\x18\x04 \x01(\tH\x03\x88\x01\x01\x42\n\n\x08_api_keyB\x0b\n\t_endpointB\x12\n\x10_deployment_nameB\x0e\n\x0c_api_version\"\xea\x01\n\x0bModelConfig\x12\x15\n\x08strategy\x18\x01 \x01(\tH\x00\x88\x01\x01\x12=\n\toverrides\x18\x02 \x03(\x0b\x32*.liya.engine.v1.ModelConfig.OverridesEntry\x12\'\n\x1a\x63ost_limit_usd_per_request\x18\x03 \x01(\x01H\x01\x88\x01\x01\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_strategyB\x1d\n\x1b_cost_limit_usd_per_request\"V\n\x14UpdateConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x18\n\x16GetMaskedConfigRequest\"G\n\x17GetMaskedConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\"\xce\x02\n\x0cMaskedConfig\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x18\n\x10serving_provider\x18\x02 \x01(\t\x12\x32\n\x06openai\x18\x03 \x01(\x0b\x32\".liya.engine.v1.MaskedOpenAIConfig\x12\x38\n\tanthropic\x18\x04 \x01(\x0b\x32%.liya.engine.v1.MaskedAnthropicConfig\x12\x36\n\x05\x61zure\x18\x05 \x01(\x0b\x32\'.liya.engine.v1.MaskedAzureOpenAIConfig\x12\x31\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x12MaskedOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"[\n\x15MaskedAnthropicConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"\x86\x01\n\x17MaskedAzureOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65ployment_name\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\"%\n\x13VerifyConfigRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\"q\n\x14VerifyConfigResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"@\n\x17ListAuditEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x18ListAuditEntriesResponse\x12\x31\n\raudit_entries\x18\x01 \x03(\x0b\x32\x1a.liya.engine.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xac\x01\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x15\n\rchanged_paths\x18\x05 \x03(\t\x12\x13\n\x0bmode_before\x18\x06 \x01(\t\x12\x12\n\nmode_after\x18\x07 \x01(\t2\xba\x04\n\rConfigService\x12\x7f\n\x0cUpdateConfig\x12#.liya.engine.v1.UpdateConfigRequest\x1a$.liya.engine.v1.UpdateConfigResponse\"$\x82\xd3\xe4\x93\x02\x1e\x32\x19/dashboard/account/config:\x01*\x12\x85\x01\n\x0fGetMaskedConfig\x12&.liya.engine.v1.GetMaskedConfigRequest\x1a\'.liya.engine.v1.GetMaskedConfigResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/dashboard/account/config\x12\x86\x01\n\x0cVerifyConfig\x12#.liya.engine.v1.VerifyConfigRequest\x1a$.liya.engine.v1.VerifyConfigResponse\"+\x82\xd3\xe4\x93\x02%\" /dashboard/account/config:verify:\x01*\x12\x96\x01\n\x10ListAuditEntries\x12\'.liya.engine.v1.ListAuditEntriesRequest\x1a(.liya.engine.v1.ListAuditEntriesResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/dashboard/account/config/audit-entriesB\x94\x01\n\x17\x61i.liyaengine.engine.v1B\x12\x43onfigServiceProtoP\x01Z(liyaengine.ai/go/liya/engine/v1;enginev1\xa2\x02\x03LEX\xaa\x02\x0eLiya.Engine.V1\xca\x02\x0eLiya\\Engine\\V1\xea\x02\x10Liya::Engine::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#liya/engine/v1/config_service.proto\x12\x0eliya.engine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&liya/engine/v1/inference_service.proto\"\xd7\x01\n\x13UpdateConfigRequest\x12\x37\n\x0fprovider_config\x18\x01 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderConfig\x12\x31\n\x0cmodel_config\x18\x02 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\"\xc0\x01\n\x0eProviderConfig\x12\x11\n\x04mode\x18\x01 \x01(\tH\x00\x88\x01\x01\x12,\n\x06openai\x18\x02 \x01(\x0b\x32\x1c.liya.engine.v1.OpenAIConfig\x12\x32\n\tanthropic\x18\x03 \x01(\x0b\x32\x1f.liya.engine.v1.AnthropicConfig\x12\x30\n\x05\x61zure\x18\x04 \x01(\x0b\x32!.liya.engine.v1.AzureOpenAIConfigB\x07\n\x05_mode\"^\n\x0cOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"a\n\x0f\x41nthropicConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"\xd3\x01\n\x11\x41zureOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x65ndpoint\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0f\x64\x65ployment_name\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0b\x61pi_version\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x12\n\x05model\x18\x05 \x01(\tH\x04\x88\x01\x01\x42\n\n\x08_api_keyB\x0b\n\t_endpointB\x12\n\x10_deployment_nameB\x0e\n\x0c_api_versionB\x08\n\x06_model\"\xee\x02\n\x0bModelConfig\x12\x15\n\x08strategy\x18\x01 \x01(\tH\x00\x88\x01\x01\x12=\n\toverrides\x18\x02 \x03(\x0b\x32*.liya.engine.v1.ModelConfig.OverridesEntry\x12\'\n\x1a\x63ost_limit_usd_per_request\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x37\n\x06prices\x18\x04 \x03(\x0b\x32\'.liya.engine.v1.ModelConfig.PricesEntry\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aI\n\x0bPricesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.liya.engine.v1.ModelPrice:\x02\x38\x01\x42\x0b\n\t_strategyB\x1d\n\x1b_cost_limit_usd_per_request\"\x8a\x01\n\nModelPrice\x12\"\n\x15input_usd_per_million\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12#\n\x16output_usd_per_million\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x18\n\x16_input_usd_per_millionB\x19\n\x17_output_usd_per_million\"V\n\x14UpdateConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x18\n\x16GetMaskedConfigRequest\"G\n\x17GetMaskedConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\"\xce\x02\n\x0cMaskedConfig\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x18\n\x10serving_provider\x18\x02 \x01(\t\x12\x32\n\x06openai\x18\x03 \x01(\x0b\x32\".liya.engine.v1.MaskedOpenAIConfig\x12\x38\n\tanthropic\x18\x04 \x01(\x0b\x32%.liya.engine.v1.MaskedAnthropicConfig\x12\x36\n\x05\x61zure\x18\x05 \x01(\x0b\x32\'.liya.engine.v1.MaskedAzureOpenAIConfig\x12\x31\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x12MaskedOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"[\n\x15MaskedAnthropicConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"\x95\x01\n\x17MaskedAzureOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65ployment_name\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\"%\n\x13VerifyConfigRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\"\x97\x01\n\x14VerifyConfigResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12$\n\x05usage\x18\x05 \x01(\x0b\x32\x15.liya.engine.v1.Usage\"@\n\x17ListAuditEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x18ListAuditEntriesResponse\x12\x31\n\raudit_entries\x18\x01 \x03(\x0b\x32\x1a.liya.engine.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xac\x01\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x15\n\rchanged_paths\x18\x05 \x03(\t\x12\x13\n\x0bmode_before\x18\x06 \x01(\t\x12\x12\n\nmode_after\x18\x07 \x01(\t2\xba\x04\n\rConfigService\x12\x7f\n\x0cUpdateConfig\x12#.liya.engine.v1.UpdateConfigRequest\x1a$.liya.engine.v1.UpdateConfigResponse\"$\x82\xd3\xe4\x93\x02\x1e\x32\x19/dashboard/account/config:\x01*\x12\x85\x01\n\x0fGetMaskedConfig\x12&.liya.engine.v1.GetMaskedConfigRequest\x1a\'.liya.engine.v1.GetMaskedConfigResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/dashboard/account/config\x12\x86\x01\n\x0cVerifyConfig\x12#.liya.engine.v1.VerifyConfigRequest\x1a$.liya.engine.v1.VerifyConfigResponse\"+\x82\xd3\xe4\x93\x02%\" /dashboard/account/config:verify:\x01*\x12\x96\x01\n\x10ListAuditEntries\x12\'.liya.engine.v1.ListAuditEntriesRequest\x1a(.liya.engine.v1.ListAuditEntriesResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/dashboard/account/config/audit-entriesB\x94\x01\n\x17\x61i.liyaengine.engine.v1B\x12\x43onfigServiceProtoP\x01Z(liyaengine.ai/go/liya/engine/v1;enginev1\xa2\x02\x03LEX\xaa\x02\x0eLiya.Engine.V1\xca\x02\x0eLiya\\Engine\\V1\xea\x02\x10Liya::Engine::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\027ai.liyaengine.engine.v1B\022ConfigServiceProtoP\001Z(liyaengine.ai/go/liya/engine/v1;enginev1\242\002\003LEX\252\002\016Liya.Engine.V1\312\002\016Liya\\Engine\\V1\352\002\020Liya::Engine::V1'
   _globals['_MODELCONFIG_OVERRIDESENTRY']._loaded_options = None
   _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_options = b'8\001'
+  _globals['_MODELCONFIG_PRICESENTRY']._loaded_options = None
+  _globals['_MODELCONFIG_PRICESENTRY']._serialized_options = b'8\001'
   _globals['_CONFIGSERVICE'].methods_by_name['UpdateConfig']._loaded_options = None
   _globals['_CONFIGSERVICE'].methods_by_name['UpdateConfig']._serialized_options = b'\202\323\344\223\002\0362\031/dashboard/account/config:\001*'
   _globals['_CONFIGSERVICE'].methods_by_name['GetMaskedConfig']._loaded_options = None
@@ -46,44 +49,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONFIGSERVICE'].methods_by_name['VerifyConfig']._serialized_options = b'\202\323\344\223\002%\" /dashboard/account/config:verify:\001*'
   _globals['_CONFIGSERVICE'].methods_by_name['ListAuditEntries']._loaded_options = None
   _globals['_CONFIGSERVICE'].methods_by_name['ListAuditEntries']._serialized_options = b'\202\323\344\223\002)\022\'/dashboard/account/config/audit-entries'
-  _globals['_UPDATECONFIGREQUEST']._serialized_start=185
-  _globals['_UPDATECONFIGREQUEST']._serialized_end=400
-  _globals['_PROVIDERCONFIG']._serialized_start=403
-  _globals['_PROVIDERCONFIG']._serialized_end=595
-  _globals['_OPENAICONFIG']._serialized_start=597
-  _globals['_OPENAICONFIG']._serialized_end=691
-  _globals['_ANTHROPICCONFIG']._serialized_start=693
-  _globals['_ANTHROPICCONFIG']._serialized_end=790
-  _globals['_AZUREOPENAICONFIG']._serialized_start=793
-  _globals['_AZUREOPENAICONFIG']._serialized_end=974
-  _globals['_MODELCONFIG']._serialized_start=977
-  _globals['_MODELCONFIG']._serialized_end=1211
-  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_start=1119
-  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_end=1167
-  _globals['_UPDATECONFIGRESPONSE']._serialized_start=1213
-  _globals['_UPDATECONFIGRESPONSE']._serialized_end=1299
-  _globals['_GETMASKEDCONFIGREQUEST']._serialized_start=1301
-  _globals['_GETMASKEDCONFIGREQUEST']._serialized_end=1325
-  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_start=1327
-  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_end=1398
-  _globals['_MASKEDCONFIG']._serialized_start=1401
-  _globals['_MASKEDCONFIG']._serialized_end=1735
-  _globals['_MASKEDOPENAICONFIG']._serialized_start=1737
-  _globals['_MASKEDOPENAICONFIG']._serialized_end=1825
-  _globals['_MASKEDANTHROPICCONFIG']._serialized_start=1827
-  _globals['_MASKEDANTHROPICCONFIG']._serialized_end=1918
-  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_start=1921
-  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_end=2055
-  _globals['_VERIFYCONFIGREQUEST']._serialized_start=2057
-  _globals['_VERIFYCONFIGREQUEST']._serialized_end=2094
-  _globals['_VERIFYCONFIGRESPONSE']._serialized_start=2096
-  _globals['_VERIFYCONFIGRESPONSE']._serialized_end=2209
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=2211
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=2275
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=2277
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=2379
-  _globals['_AUDITENTRY']._serialized_start=2382
-  _globals['_AUDITENTRY']._serialized_end=2554
-  _globals['_CONFIGSERVICE']._serialized_start=2557
-  _globals['_CONFIGSERVICE']._serialized_end=3127
+  _globals['_UPDATECONFIGREQUEST']._serialized_start=225
+  _globals['_UPDATECONFIGREQUEST']._serialized_end=440
+  _globals['_PROVIDERCONFIG']._serialized_start=443
+  _globals['_PROVIDERCONFIG']._serialized_end=635
+  _globals['_OPENAICONFIG']._serialized_start=637
+  _globals['_OPENAICONFIG']._serialized_end=731
+  _globals['_ANTHROPICCONFIG']._serialized_start=733
+  _globals['_ANTHROPICCONFIG']._serialized_end=830
+  _globals['_AZUREOPENAICONFIG']._serialized_start=833
+  _globals['_AZUREOPENAICONFIG']._serialized_end=1044
+  _globals['_MODELCONFIG']._serialized_start=1047
+  _globals['_MODELCONFIG']._serialized_end=1413
+  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_start=1246
+  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_end=1294
+  _globals['_MODELCONFIG_PRICESENTRY']._serialized_start=1296
+  _globals['_MODELCONFIG_PRICESENTRY']._serialized_end=1369
+  _globals['_MODELPRICE']._serialized_start=1416
+  _globals['_MODELPRICE']._serialized_end=1554
+  _globals['_UPDATECONFIGRESPONSE']._serialized_start=1556
+  _globals['_UPDATECONFIGRESPONSE']._serialized_end=1642
+  _globals['_GETMASKEDCONFIGREQUEST']._serialized_start=1644
+  _globals['_GETMASKEDCONFIGREQUEST']._serialized_end=1668
+  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_start=1670
+  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_end=1741
+  _globals['_MASKEDCONFIG']._serialized_start=1744
+  _globals['_MASKEDCONFIG']._serialized_end=2078
+  _globals['_MASKEDOPENAICONFIG']._serialized_start=2080
+  _globals['_MASKEDOPENAICONFIG']._serialized_end=2168
+  _globals['_MASKEDANTHROPICCONFIG']._serialized_start=2170
+  _globals['_MASKEDANTHROPICCONFIG']._serialized_end=2261
+  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_start=2264
+  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_end=2413
+  _globals['_VERIFYCONFIGREQUEST']._serialized_start=2415
+  _globals['_VERIFYCONFIGREQUEST']._serialized_end=2452
+  _globals['_VERIFYCONFIGRESPONSE']._serialized_start=2455
+  _globals['_VERIFYCONFIGRESPONSE']._serialized_end=2606
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=2608
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=2672
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=2674
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=2776
+  _globals['_AUDITENTRY']._serialized_start=2779
+  _globals['_AUDITENTRY']._serialized_end=2951
+  _globals['_CONFIGSERVICE']._serialized_start=2954
+  _globals['_CONFIGSERVICE']._serialized_end=3524
 # @@protoc_insertion_point(module_scope)

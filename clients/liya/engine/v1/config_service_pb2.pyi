@@ -4,6 +4,7 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from liya.engine.v1 import inference_service_pb2 as _inference_service_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -55,19 +56,21 @@ class AnthropicConfig(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., default_model: _Optional[str] = ...) -> None: ...
 
 class AzureOpenAIConfig(_message.Message):
-    __slots__ = ("api_key", "endpoint", "deployment_name", "api_version")
+    __slots__ = ("api_key", "endpoint", "deployment_name", "api_version", "model")
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_NAME_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     api_key: str
     endpoint: str
     deployment_name: str
     api_version: str
-    def __init__(self, api_key: _Optional[str] = ..., endpoint: _Optional[str] = ..., deployment_name: _Optional[str] = ..., api_version: _Optional[str] = ...) -> None: ...
+    model: str
+    def __init__(self, api_key: _Optional[str] = ..., endpoint: _Optional[str] = ..., deployment_name: _Optional[str] = ..., api_version: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ModelConfig(_message.Message):
-    __slots__ = ("strategy", "overrides", "cost_limit_usd_per_request")
+    __slots__ = ("strategy", "overrides", "cost_limit_usd_per_request", "prices")
     class OverridesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -75,13 +78,30 @@ class ModelConfig(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class PricesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ModelPrice
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ModelPrice, _Mapping]] = ...) -> None: ...
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     COST_LIMIT_USD_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    PRICES_FIELD_NUMBER: _ClassVar[int]
     strategy: str
     overrides: _containers.ScalarMap[str, str]
     cost_limit_usd_per_request: float
-    def __init__(self, strategy: _Optional[str] = ..., overrides: _Optional[_Mapping[str, str]] = ..., cost_limit_usd_per_request: _Optional[float] = ...) -> None: ...
+    prices: _containers.MessageMap[str, ModelPrice]
+    def __init__(self, strategy: _Optional[str] = ..., overrides: _Optional[_Mapping[str, str]] = ..., cost_limit_usd_per_request: _Optional[float] = ..., prices: _Optional[_Mapping[str, ModelPrice]] = ...) -> None: ...
+
+class ModelPrice(_message.Message):
+    __slots__ = ("input_usd_per_million", "output_usd_per_million")
+    INPUT_USD_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_USD_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
+    input_usd_per_million: float
+    output_usd_per_million: float
+    def __init__(self, input_usd_per_million: _Optional[float] = ..., output_usd_per_million: _Optional[float] = ...) -> None: ...
 
 class UpdateConfigResponse(_message.Message):
     __slots__ = ("config", "warnings")
@@ -142,18 +162,20 @@ class MaskedAnthropicConfig(_message.Message):
     def __init__(self, configured: _Optional[bool] = ..., api_key_preview: _Optional[str] = ..., default_model: _Optional[str] = ...) -> None: ...
 
 class MaskedAzureOpenAIConfig(_message.Message):
-    __slots__ = ("configured", "api_key_preview", "endpoint", "deployment_name", "api_version")
+    __slots__ = ("configured", "api_key_preview", "endpoint", "deployment_name", "api_version", "model")
     CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     API_KEY_PREVIEW_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_NAME_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     configured: bool
     api_key_preview: str
     endpoint: str
     deployment_name: str
     api_version: str
-    def __init__(self, configured: _Optional[bool] = ..., api_key_preview: _Optional[str] = ..., endpoint: _Optional[str] = ..., deployment_name: _Optional[str] = ..., api_version: _Optional[str] = ...) -> None: ...
+    model: str
+    def __init__(self, configured: _Optional[bool] = ..., api_key_preview: _Optional[str] = ..., endpoint: _Optional[str] = ..., deployment_name: _Optional[str] = ..., api_version: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class VerifyConfigRequest(_message.Message):
     __slots__ = ("intent",)
@@ -162,16 +184,18 @@ class VerifyConfigRequest(_message.Message):
     def __init__(self, intent: _Optional[str] = ...) -> None: ...
 
 class VerifyConfigResponse(_message.Message):
-    __slots__ = ("provider", "model", "mode", "latency")
+    __slots__ = ("provider", "model", "mode", "latency", "usage")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     provider: str
     model: str
     mode: str
     latency: _duration_pb2.Duration
-    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    usage: _inference_service_pb2.Usage
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., usage: _Optional[_Union[_inference_service_pb2.Usage, _Mapping]] = ...) -> None: ...
 
 class ListAuditEntriesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

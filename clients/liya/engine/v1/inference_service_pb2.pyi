@@ -60,7 +60,7 @@ class CompleteStreamResponse(_message.Message):
     def __init__(self, delta: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("input_tokens", "output_tokens", "total_tokens", "cost_usd", "provider", "model", "mode", "request_id")
+    __slots__ = ("input_tokens", "output_tokens", "total_tokens", "cost_usd", "provider", "model", "mode", "request_id", "served_model", "cost_source")
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,8 @@ class Usage(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    COST_SOURCE_FIELD_NUMBER: _ClassVar[int]
     input_tokens: int
     output_tokens: int
     total_tokens: int
@@ -77,4 +79,6 @@ class Usage(_message.Message):
     model: str
     mode: str
     request_id: str
-    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    served_model: str
+    cost_source: str
+    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[str] = ..., request_id: _Optional[str] = ..., served_model: _Optional[str] = ..., cost_source: _Optional[str] = ...) -> None: ...

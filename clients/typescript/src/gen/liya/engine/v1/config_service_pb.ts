@@ -7,13 +7,15 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
 import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Usage } from "./inference_service_pb.js";
+import { file_liya_engine_v1_inference_service } from "./inference_service_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file liya/engine/v1/config_service.proto.
  */
 export const file_liya_engine_v1_config_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNsaXlhL2VuZ2luZS92MS9jb25maWdfc2VydmljZS5wcm90bxIObGl5YS5lbmdpbmUudjEi1wEKE1VwZGF0ZUNvbmZpZ1JlcXVlc3QSNwoPcHJvdmlkZXJfY29uZmlnGAEgASgLMh4ubGl5YS5lbmdpbmUudjEuUHJvdmlkZXJDb25maWcSMQoMbW9kZWxfY29uZmlnGAIgASgLMhsubGl5YS5lbmdpbmUudjEuTW9kZWxDb25maWcSLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEgwKBGV0YWcYBCABKAkSFQoNdmFsaWRhdGVfb25seRgFIAEoCCLAAQoOUHJvdmlkZXJDb25maWcSEQoEbW9kZRgBIAEoCUgAiAEBEiwKBm9wZW5haRgCIAEoCzIcLmxpeWEuZW5naW5lLnYxLk9wZW5BSUNvbmZpZxIyCglhbnRocm9waWMYAyABKAsyHy5saXlhLmVuZ2luZS52MS5BbnRocm9waWNDb25maWcSMAoFYXp1cmUYBCABKAsyIS5saXlhLmVuZ2luZS52MS5BenVyZU9wZW5BSUNvbmZpZ0IHCgVfbW9kZSJeCgxPcGVuQUlDb25maWcSFAoHYXBpX2tleRgBIAEoCUgAiAEBEhoKDWRlZmF1bHRfbW9kZWwYAiABKAlIAYgBAUIKCghfYXBpX2tleUIQCg5fZGVmYXVsdF9tb2RlbCJhCg9BbnRocm9waWNDb25maWcSFAoHYXBpX2tleRgBIAEoCUgAiAEBEhoKDWRlZmF1bHRfbW9kZWwYAiABKAlIAYgBAUIKCghfYXBpX2tleUIQCg5fZGVmYXVsdF9tb2RlbCK1AQoRQXp1cmVPcGVuQUlDb25maWcSFAoHYXBpX2tleRgBIAEoCUgAiAEBEhUKCGVuZHBvaW50GAIgASgJSAGIAQESHAoPZGVwbG95bWVudF9uYW1lGAMgASgJSAKIAQESGAoLYXBpX3ZlcnNpb24YBCABKAlIA4gBAUIKCghfYXBpX2tleUILCglfZW5kcG9pbnRCEgoQX2RlcGxveW1lbnRfbmFtZUIOCgxfYXBpX3ZlcnNpb24i6gEKC01vZGVsQ29uZmlnEhUKCHN0cmF0ZWd5GAEgASgJSACIAQESPQoJb3ZlcnJpZGVzGAIgAygLMioubGl5YS5lbmdpbmUudjEuTW9kZWxDb25maWcuT3ZlcnJpZGVzRW50cnkSJwoaY29zdF9saW1pdF91c2RfcGVyX3JlcXVlc3QYAyABKAFIAYgBARowCg5PdmVycmlkZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgsKCV9zdHJhdGVneUIdChtfY29zdF9saW1pdF91c2RfcGVyX3JlcXVlc3QiVgoUVXBkYXRlQ29uZmlnUmVzcG9uc2USLAoGY29uZmlnGAEgASgLMhwubGl5YS5lbmdpbmUudjEuTWFza2VkQ29uZmlnEhAKCHdhcm5pbmdzGAIgAygJIhgKFkdldE1hc2tlZENvbmZpZ1JlcXVlc3QiRwoXR2V0TWFza2VkQ29uZmlnUmVzcG9uc2USLAoGY29uZmlnGAEgASgLMhwubGl5YS5lbmdpbmUudjEuTWFza2VkQ29uZmlnIs4CCgxNYXNrZWRDb25maWcSDAoEbW9kZRgBIAEoCRIYChBzZXJ2aW5nX3Byb3ZpZGVyGAIgASgJEjIKBm9wZW5haRgDIAEoCzIiLmxpeWEuZW5naW5lLnYxLk1hc2tlZE9wZW5BSUNvbmZpZxI4CglhbnRocm9waWMYBCABKAsyJS5saXlhLmVuZ2luZS52MS5NYXNrZWRBbnRocm9waWNDb25maWcSNgoFYXp1cmUYBSABKAsyJy5saXlhLmVuZ2luZS52MS5NYXNrZWRBenVyZU9wZW5BSUNvbmZpZxIxCgxtb2RlbF9jb25maWcYBiABKAsyGy5saXlhLmVuZ2luZS52MS5Nb2RlbENvbmZpZxIMCgRldGFnGAcgASgJEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJYChJNYXNrZWRPcGVuQUlDb25maWcSEgoKY29uZmlndXJlZBgBIAEoCBIXCg9hcGlfa2V5X3ByZXZpZXcYAiABKAkSFQoNZGVmYXVsdF9tb2RlbBgDIAEoCSJbChVNYXNrZWRBbnRocm9waWNDb25maWcSEgoKY29uZmlndXJlZBgBIAEoCBIXCg9hcGlfa2V5X3ByZXZpZXcYAiABKAkSFQoNZGVmYXVsdF9tb2RlbBgDIAEoCSKGAQoXTWFza2VkQXp1cmVPcGVuQUlDb25maWcSEgoKY29uZmlndXJlZBgBIAEoCBIXCg9hcGlfa2V5X3ByZXZpZXcYAiABKAkSEAoIZW5kcG9pbnQYAyABKAkSFwoPZGVwbG95bWVudF9uYW1lGAQgASgJEhMKC2FwaV92ZXJzaW9uGAUgASgJIiUKE1ZlcmlmeUNvbmZpZ1JlcXVlc3QSDgoGaW50ZW50GAEgASgJInEKFFZlcmlmeUNvbmZpZ1Jlc3BvbnNlEhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJEgwKBG1vZGUYAyABKAkSKgoHbGF0ZW5jeRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJAChdMaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJmChhMaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2USMQoNYXVkaXRfZW50cmllcxgBIAMoCzIaLmxpeWEuZW5naW5lLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqwBCgpBdWRpdEVudHJ5EgoKAmlkGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJEhUKDWNoYW5nZWRfcGF0aHMYBSADKAkSEwoLbW9kZV9iZWZvcmUYBiABKAkSEgoKbW9kZV9hZnRlchgHIAEoCTK6BAoNQ29uZmlnU2VydmljZRJ/CgxVcGRhdGVDb25maWcSIy5saXlhLmVuZ2luZS52MS5VcGRhdGVDb25maWdSZXF1ZXN0GiQubGl5YS5lbmdpbmUudjEuVXBkYXRlQ29uZmlnUmVzcG9uc2UiJILT5JMCHjoBKjIZL2Rhc2hib2FyZC9hY2NvdW50L2NvbmZpZxKFAQoPR2V0TWFza2VkQ29uZmlnEiYubGl5YS5lbmdpbmUudjEuR2V0TWFza2VkQ29uZmlnUmVxdWVzdBonLmxpeWEuZW5naW5lLnYxLkdldE1hc2tlZENvbmZpZ1Jlc3BvbnNlIiGC0+STAhsSGS9kYXNoYm9hcmQvYWNjb3VudC9jb25maWcShgEKDFZlcmlmeUNvbmZpZxIjLmxpeWEuZW5naW5lLnYxLlZlcmlmeUNvbmZpZ1JlcXVlc3QaJC5saXlhLmVuZ2luZS52MS5WZXJpZnlDb25maWdSZXNwb25zZSIrgtPkkwIlOgEqIiAvZGFzaGJvYXJkL2FjY291bnQvY29uZmlnOnZlcmlmeRKWAQoQTGlzdEF1ZGl0RW50cmllcxInLmxpeWEuZW5naW5lLnYxLkxpc3RBdWRpdEVudHJpZXNSZXF1ZXN0GigubGl5YS5lbmdpbmUudjEuTGlzdEF1ZGl0RW50cmllc1Jlc3BvbnNlIi+C0+STAikSJy9kYXNoYm9hcmQvYWNjb3VudC9jb25maWcvYXVkaXQtZW50cmllc0KUAQoXYWkubGl5YWVuZ2luZS5lbmdpbmUudjFCEkNvbmZpZ1NlcnZpY2VQcm90b1ABWihsaXlhZW5naW5lLmFpL2dvL2xpeWEvZW5naW5lL3YxO2VuZ2luZXYxogIDTEVYqgIOTGl5YS5FbmdpbmUuVjHKAg5MaXlhXEVuZ2luZVxWMeoCEExpeWE6OkVuZ2luZTo6VjFiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("CiNsaXlhL2VuZ2luZS92MS9jb25maWdfc2VydmljZS5wcm90bxIObGl5YS5lbmdpbmUudjEi1wEKE1VwZGF0ZUNvbmZpZ1JlcXVlc3QSNwoPcHJvdmlkZXJfY29uZmlnGAEgASgLMh4ubGl5YS5lbmdpbmUudjEuUHJvdmlkZXJDb25maWcSMQoMbW9kZWxfY29uZmlnGAIgASgLMhsubGl5YS5lbmdpbmUudjEuTW9kZWxDb25maWcSLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEgwKBGV0YWcYBCABKAkSFQoNdmFsaWRhdGVfb25seRgFIAEoCCLAAQoOUHJvdmlkZXJDb25maWcSEQoEbW9kZRgBIAEoCUgAiAEBEiwKBm9wZW5haRgCIAEoCzIcLmxpeWEuZW5naW5lLnYxLk9wZW5BSUNvbmZpZxIyCglhbnRocm9waWMYAyABKAsyHy5saXlhLmVuZ2luZS52MS5BbnRocm9waWNDb25maWcSMAoFYXp1cmUYBCABKAsyIS5saXlhLmVuZ2luZS52MS5BenVyZU9wZW5BSUNvbmZpZ0IHCgVfbW9kZSJeCgxPcGVuQUlDb25maWcSFAoHYXBpX2tleRgBIAEoCUgAiAEBEhoKDWRlZmF1bHRfbW9kZWwYAiABKAlIAYgBAUIKCghfYXBpX2tleUIQCg5fZGVmYXVsdF9tb2RlbCJhCg9BbnRocm9waWNDb25maWcSFAoHYXBpX2tleRgBIAEoCUgAiAEBEhoKDWRlZmF1bHRfbW9kZWwYAiABKAlIAYgBAUIKCghfYXBpX2tleUIQCg5fZGVmYXVsdF9tb2RlbCLTAQoRQXp1cmVPcGVuQUlDb25maWcSFAoHYXBpX2tleRgBIAEoCUgAiAEBEhUKCGVuZHBvaW50GAIgASgJSAGIAQESHAoPZGVwbG95bWVudF9uYW1lGAMgASgJSAKIAQESGAoLYXBpX3ZlcnNpb24YBCABKAlIA4gBARISCgVtb2RlbBgFIAEoCUgEiAEBQgoKCF9hcGlfa2V5QgsKCV9lbmRwb2ludEISChBfZGVwbG95bWVudF9uYW1lQg4KDF9hcGlfdmVyc2lvbkIICgZfbW9kZWwi7gIKC01vZGVsQ29uZmlnEhUKCHN0cmF0ZWd5GAEgASgJSACIAQESPQoJb3ZlcnJpZGVzGAIgAygLMioubGl5YS5lbmdpbmUudjEuTW9kZWxDb25maWcuT3ZlcnJpZGVzRW50cnkSJwoaY29zdF9saW1pdF91c2RfcGVyX3JlcXVlc3QYAyABKAFIAYgBARI3CgZwcmljZXMYBCADKAsyJy5saXlhLmVuZ2luZS52MS5Nb2RlbENvbmZpZy5QcmljZXNFbnRyeRowCg5PdmVycmlkZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGkkKC1ByaWNlc0VudHJ5EgsKA2tleRgBIAEoCRIpCgV2YWx1ZRgCIAEoCzIaLmxpeWEuZW5naW5lLnYxLk1vZGVsUHJpY2U6AjgBQgsKCV9zdHJhdGVneUIdChtfY29zdF9saW1pdF91c2RfcGVyX3JlcXVlc3QiigEKCk1vZGVsUHJpY2USIgoVaW5wdXRfdXNkX3Blcl9taWxsaW9uGAEgASgBSACIAQESIwoWb3V0cHV0X3VzZF9wZXJfbWlsbGlvbhgCIAEoAUgBiAEBQhgKFl9pbnB1dF91c2RfcGVyX21pbGxpb25CGQoXX291dHB1dF91c2RfcGVyX21pbGxpb24iVgoUVXBkYXRlQ29uZmlnUmVzcG9uc2USLAoGY29uZmlnGAEgASgLMhwubGl5YS5lbmdpbmUudjEuTWFza2VkQ29uZmlnEhAKCHdhcm5pbmdzGAIgAygJIhgKFkdldE1hc2tlZENvbmZpZ1JlcXVlc3QiRwoXR2V0TWFza2VkQ29uZmlnUmVzcG9uc2USLAoGY29uZmlnGAEgASgLMhwubGl5YS5lbmdpbmUudjEuTWFza2VkQ29uZmlnIs4CCgxNYXNrZWRDb25maWcSDAoEbW9kZRgBIAEoCRIYChBzZXJ2aW5nX3Byb3ZpZGVyGAIgASgJEjIKBm9wZW5haRgDIAEoCzIiLmxpeWEuZW5naW5lLnYxLk1hc2tlZE9wZW5BSUNvbmZpZxI4CglhbnRocm9waWMYBCABKAsyJS5saXlhLmVuZ2luZS52MS5NYXNrZWRBbnRocm9waWNDb25maWcSNgoFYXp1cmUYBSABKAsyJy5saXlhLmVuZ2luZS52MS5NYXNrZWRBenVyZU9wZW5BSUNvbmZpZxIxCgxtb2RlbF9jb25maWcYBiABKAsyGy5saXlhLmVuZ2luZS52MS5Nb2RlbENvbmZpZxIMCgRldGFnGAcgASgJEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJYChJNYXNrZWRPcGVuQUlDb25maWcSEgoKY29uZmlndXJlZBgBIAEoCBIXCg9hcGlfa2V5X3ByZXZpZXcYAiABKAkSFQoNZGVmYXVsdF9tb2RlbBgDIAEoCSJbChVNYXNrZWRBbnRocm9waWNDb25maWcSEgoKY29uZmlndXJlZBgBIAEoCBIXCg9hcGlfa2V5X3ByZXZpZXcYAiABKAkSFQoNZGVmYXVsdF9tb2RlbBgDIAEoCSKVAQoXTWFza2VkQXp1cmVPcGVuQUlDb25maWcSEgoKY29uZmlndXJlZBgBIAEoCBIXCg9hcGlfa2V5X3ByZXZpZXcYAiABKAkSEAoIZW5kcG9pbnQYAyABKAkSFwoPZGVwbG95bWVudF9uYW1lGAQgASgJEhMKC2FwaV92ZXJzaW9uGAUgASgJEg0KBW1vZGVsGAYgASgJIiUKE1ZlcmlmeUNvbmZpZ1JlcXVlc3QSDgoGaW50ZW50GAEgASgJIpcBChRWZXJpZnlDb25maWdSZXNwb25zZRIQCghwcm92aWRlchgBIAEoCRINCgVtb2RlbBgCIAEoCRIMCgRtb2RlGAMgASgJEioKB2xhdGVuY3kYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJAoFdXNhZ2UYBSABKAsyFS5saXlhLmVuZ2luZS52MS5Vc2FnZSJAChdMaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJmChhMaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2USMQoNYXVkaXRfZW50cmllcxgBIAMoCzIaLmxpeWEuZW5naW5lLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqwBCgpBdWRpdEVudHJ5EgoKAmlkGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJEhUKDWNoYW5nZWRfcGF0aHMYBSADKAkSEwoLbW9kZV9iZWZvcmUYBiABKAkSEgoKbW9kZV9hZnRlchgHIAEoCTK6BAoNQ29uZmlnU2VydmljZRJ/CgxVcGRhdGVDb25maWcSIy5saXlhLmVuZ2luZS52MS5VcGRhdGVDb25maWdSZXF1ZXN0GiQubGl5YS5lbmdpbmUudjEuVXBkYXRlQ29uZmlnUmVzcG9uc2UiJILT5JMCHjoBKjIZL2Rhc2hib2FyZC9hY2NvdW50L2NvbmZpZxKFAQoPR2V0TWFza2VkQ29uZmlnEiYubGl5YS5lbmdpbmUudjEuR2V0TWFza2VkQ29uZmlnUmVxdWVzdBonLmxpeWEuZW5naW5lLnYxLkdldE1hc2tlZENvbmZpZ1Jlc3BvbnNlIiGC0+STAhsSGS9kYXNoYm9hcmQvYWNjb3VudC9jb25maWcShgEKDFZlcmlmeUNvbmZpZxIjLmxpeWEuZW5naW5lLnYxLlZlcmlmeUNvbmZpZ1JlcXVlc3QaJC5saXlhLmVuZ2luZS52MS5WZXJpZnlDb25maWdSZXNwb25zZSIrgtPkkwIlOgEqIiAvZGFzaGJvYXJkL2FjY291bnQvY29uZmlnOnZlcmlmeRKWAQoQTGlzdEF1ZGl0RW50cmllcxInLmxpeWEuZW5naW5lLnYxLkxpc3RBdWRpdEVudHJpZXNSZXF1ZXN0GigubGl5YS5lbmdpbmUudjEuTGlzdEF1ZGl0RW50cmllc1Jlc3BvbnNlIi+C0+STAikSJy9kYXNoYm9hcmQvYWNjb3VudC9jb25maWcvYXVkaXQtZW50cmllc0KUAQoXYWkubGl5YWVuZ2luZS5lbmdpbmUudjFCEkNvbmZpZ1NlcnZpY2VQcm90b1ABWihsaXlhZW5naW5lLmFpL2dvL2xpeWEvZW5naW5lL3YxO2VuZ2luZXYxogIDTEVYqgIOTGl5YS5FbmdpbmUuVjHKAg5MaXlhXEVuZ2luZVxWMeoCEExpeWE6OkVuZ2luZTo6VjFiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_liya_engine_v1_inference_service]);
 
 /**
  * Request message for `ConfigService.UpdateConfig`.
@@ -219,6 +221,17 @@ export type AzureOpenAIConfig = Message<"liya.engine.v1.AzureOpenAIConfig"> & {
    * @generated from field: optional string api_version = 4;
    */
   apiVersion?: string | undefined;
+
+  /**
+   * Optional. The model the deployment runs, such as `gpt-4o`: it says what a
+   * call costs and which quality tier it has, since deployment names (such as
+   * `prod-chat`) are the tenant's own. When unset, the catalog model named
+   * like the deployment prices it, else the model Azure reported in an
+   * earlier answer for the deployment. Changing it leaves the key as it is.
+   *
+   * @generated from field: optional string model = 5;
+   */
+  model?: string | undefined;
 };
 
 /**
@@ -257,6 +270,21 @@ export type ModelConfig = Message<"liya.engine.v1.ModelConfig"> & {
    * @generated from field: optional double cost_limit_usd_per_request = 3;
    */
   costLimitUsdPerRequest?: number | undefined;
+
+  /**
+   * Optional. The tenant's own (negotiated) prices per model name, such as
+   * `gpt-4o`. They win over the catalog's list prices for usage cost, cost
+   * limits and the `cost-optimised` strategy. A price for a model also covers
+   * its dated snapshots (`gpt-4o-2024-08-06`) unless the snapshot has its own
+   * entry. Without an `update_mask`, sent entries merge into the stored ones;
+   * the mask path `model_config.prices` replaces the map and
+   * `model_config.prices.<model>` sets or clears one entry. A model name that
+   * is not a plain identifier is quoted in backticks as AIP-161 says, for
+   * example model_config.prices.`gpt-4.1` (a literal backtick is doubled).
+   *
+   * @generated from field: map<string, liya.engine.v1.ModelPrice> prices = 4;
+   */
+  prices: { [key: string]: ModelPrice };
 };
 
 /**
@@ -265,6 +293,34 @@ export type ModelConfig = Message<"liya.engine.v1.ModelConfig"> & {
  */
 export const ModelConfigSchema: GenMessage<ModelConfig> = /*@__PURE__*/
   messageDesc(file_liya_engine_v1_config_service, 5);
+
+/**
+ * What a model costs a tenant, in US dollars per million tokens.
+ *
+ * @generated from message liya.engine.v1.ModelPrice
+ */
+export type ModelPrice = Message<"liya.engine.v1.ModelPrice"> & {
+  /**
+   * Required. The price of a million prompt tokens, from 0 to 10,000.
+   *
+   * @generated from field: optional double input_usd_per_million = 1;
+   */
+  inputUsdPerMillion?: number | undefined;
+
+  /**
+   * Required. The price of a million answer tokens, from 0 to 10,000.
+   *
+   * @generated from field: optional double output_usd_per_million = 2;
+   */
+  outputUsdPerMillion?: number | undefined;
+};
+
+/**
+ * Describes the message liya.engine.v1.ModelPrice.
+ * Use `create(ModelPriceSchema)` to create a new message.
+ */
+export const ModelPriceSchema: GenMessage<ModelPrice> = /*@__PURE__*/
+  messageDesc(file_liya_engine_v1_config_service, 6);
 
 /**
  * Response message for `ConfigService.UpdateConfig`.
@@ -295,7 +351,7 @@ export type UpdateConfigResponse = Message<"liya.engine.v1.UpdateConfigResponse"
  * Use `create(UpdateConfigResponseSchema)` to create a new message.
  */
 export const UpdateConfigResponseSchema: GenMessage<UpdateConfigResponse> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 6);
+  messageDesc(file_liya_engine_v1_config_service, 7);
 
 /**
  * Request message for `ConfigService.GetMaskedConfig`.
@@ -310,7 +366,7 @@ export type GetMaskedConfigRequest = Message<"liya.engine.v1.GetMaskedConfigRequ
  * Use `create(GetMaskedConfigRequestSchema)` to create a new message.
  */
 export const GetMaskedConfigRequestSchema: GenMessage<GetMaskedConfigRequest> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 7);
+  messageDesc(file_liya_engine_v1_config_service, 8);
 
 /**
  * Response message for `ConfigService.GetMaskedConfig`.
@@ -331,7 +387,7 @@ export type GetMaskedConfigResponse = Message<"liya.engine.v1.GetMaskedConfigRes
  * Use `create(GetMaskedConfigResponseSchema)` to create a new message.
  */
 export const GetMaskedConfigResponseSchema: GenMessage<GetMaskedConfigResponse> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 8);
+  messageDesc(file_liya_engine_v1_config_service, 9);
 
 /**
  * A tenant's configuration as it may be shown: keys are masked.
@@ -403,7 +459,7 @@ export type MaskedConfig = Message<"liya.engine.v1.MaskedConfig"> & {
  * Use `create(MaskedConfigSchema)` to create a new message.
  */
 export const MaskedConfigSchema: GenMessage<MaskedConfig> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 9);
+  messageDesc(file_liya_engine_v1_config_service, 10);
 
 /**
  * OpenAI settings as shown.
@@ -439,7 +495,7 @@ export type MaskedOpenAIConfig = Message<"liya.engine.v1.MaskedOpenAIConfig"> & 
  * Use `create(MaskedOpenAIConfigSchema)` to create a new message.
  */
 export const MaskedOpenAIConfigSchema: GenMessage<MaskedOpenAIConfig> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 10);
+  messageDesc(file_liya_engine_v1_config_service, 11);
 
 /**
  * Anthropic settings as shown.
@@ -474,7 +530,7 @@ export type MaskedAnthropicConfig = Message<"liya.engine.v1.MaskedAnthropicConfi
  * Use `create(MaskedAnthropicConfigSchema)` to create a new message.
  */
 export const MaskedAnthropicConfigSchema: GenMessage<MaskedAnthropicConfig> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 11);
+  messageDesc(file_liya_engine_v1_config_service, 12);
 
 /**
  * Azure OpenAI settings as shown.
@@ -516,6 +572,13 @@ export type MaskedAzureOpenAIConfig = Message<"liya.engine.v1.MaskedAzureOpenAIC
    * @generated from field: string api_version = 5;
    */
   apiVersion: string;
+
+  /**
+   * The model the deployment runs, as the tenant set it; empty when unset.
+   *
+   * @generated from field: string model = 6;
+   */
+  model: string;
 };
 
 /**
@@ -523,7 +586,7 @@ export type MaskedAzureOpenAIConfig = Message<"liya.engine.v1.MaskedAzureOpenAIC
  * Use `create(MaskedAzureOpenAIConfigSchema)` to create a new message.
  */
 export const MaskedAzureOpenAIConfigSchema: GenMessage<MaskedAzureOpenAIConfig> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 12);
+  messageDesc(file_liya_engine_v1_config_service, 13);
 
 /**
  * Request message for `ConfigService.VerifyConfig`.
@@ -545,7 +608,7 @@ export type VerifyConfigRequest = Message<"liya.engine.v1.VerifyConfigRequest"> 
  * Use `create(VerifyConfigRequestSchema)` to create a new message.
  */
 export const VerifyConfigRequestSchema: GenMessage<VerifyConfigRequest> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 13);
+  messageDesc(file_liya_engine_v1_config_service, 14);
 
 /**
  * Response message for `ConfigService.VerifyConfig`.
@@ -580,6 +643,14 @@ export type VerifyConfigResponse = Message<"liya.engine.v1.VerifyConfigResponse"
    * @generated from field: google.protobuf.Duration latency = 4;
    */
   latency?: Duration | undefined;
+
+  /**
+   * What the verify call used and cost, with the model the provider reported
+   * (`served_model`) and where its price came from (`cost_source`).
+   *
+   * @generated from field: liya.engine.v1.Usage usage = 5;
+   */
+  usage?: Usage | undefined;
 };
 
 /**
@@ -587,7 +658,7 @@ export type VerifyConfigResponse = Message<"liya.engine.v1.VerifyConfigResponse"
  * Use `create(VerifyConfigResponseSchema)` to create a new message.
  */
 export const VerifyConfigResponseSchema: GenMessage<VerifyConfigResponse> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 14);
+  messageDesc(file_liya_engine_v1_config_service, 15);
 
 /**
  * Request message for `ConfigService.ListAuditEntries`.
@@ -616,7 +687,7 @@ export type ListAuditEntriesRequest = Message<"liya.engine.v1.ListAuditEntriesRe
  * Use `create(ListAuditEntriesRequestSchema)` to create a new message.
  */
 export const ListAuditEntriesRequestSchema: GenMessage<ListAuditEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 15);
+  messageDesc(file_liya_engine_v1_config_service, 16);
 
 /**
  * Response message for `ConfigService.ListAuditEntries`.
@@ -644,7 +715,7 @@ export type ListAuditEntriesResponse = Message<"liya.engine.v1.ListAuditEntriesR
  * Use `create(ListAuditEntriesResponseSchema)` to create a new message.
  */
 export const ListAuditEntriesResponseSchema: GenMessage<ListAuditEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 16);
+  messageDesc(file_liya_engine_v1_config_service, 17);
 
 /**
  * A record of one change to a tenant's configuration. It never holds a key
@@ -708,7 +779,7 @@ export type AuditEntry = Message<"liya.engine.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 17);
+  messageDesc(file_liya_engine_v1_config_service, 18);
 
 /**
  * Manages a tenant's provider configuration: which provider keys it brings

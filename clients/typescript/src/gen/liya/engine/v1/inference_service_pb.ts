@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file liya/engine/v1/inference_service.proto.
  */
 export const file_liya_engine_v1_inference_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZsaXlhL2VuZ2luZS92MS9pbmZlcmVuY2Vfc2VydmljZS5wcm90bxIObGl5YS5lbmdpbmUudjEiLAoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJIqIBCg9Db21wbGV0ZVJlcXVlc3QSDgoGaW50ZW50GAEgASgJEi0KCG1lc3NhZ2VzGAIgAygLMhsubGl5YS5lbmdpbmUudjEuQ2hhdE1lc3NhZ2USFwoKbWF4X3Rva2VucxgDIAEoBUgAiAEBEhgKC3RlbXBlcmF0dXJlGAQgASgBSAGIAQFCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlIn0KEENvbXBsZXRlUmVzcG9uc2USLAoHbWVzc2FnZRgBIAEoCzIbLmxpeWEuZW5naW5lLnYxLkNoYXRNZXNzYWdlEhUKDWZpbmlzaF9yZWFzb24YAiABKAkSJAoFdXNhZ2UYAyABKAsyFS5saXlhLmVuZ2luZS52MS5Vc2FnZSKoAQoVQ29tcGxldGVTdHJlYW1SZXF1ZXN0Eg4KBmludGVudBgBIAEoCRItCghtZXNzYWdlcxgCIAMoCzIbLmxpeWEuZW5naW5lLnYxLkNoYXRNZXNzYWdlEhcKCm1heF90b2tlbnMYAyABKAVIAIgBARIYCgt0ZW1wZXJhdHVyZRgEIAEoAUgBiAEBQg0KC19tYXhfdG9rZW5zQg4KDF90ZW1wZXJhdHVyZSJkChZDb21wbGV0ZVN0cmVhbVJlc3BvbnNlEg0KBWRlbHRhGAEgASgJEhUKDWZpbmlzaF9yZWFzb24YAiABKAkSJAoFdXNhZ2UYAyABKAsyFS5saXlhLmVuZ2luZS52MS5Vc2FnZSKfAQoFVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMSFAoMdG90YWxfdG9rZW5zGAMgASgDEhAKCGNvc3RfdXNkGAQgASgBEhAKCHByb3ZpZGVyGAUgASgJEg0KBW1vZGVsGAYgASgJEgwKBG1vZGUYByABKAkSEgoKcmVxdWVzdF9pZBgIIAEoCTKEAgoQSW5mZXJlbmNlU2VydmljZRJpCghDb21wbGV0ZRIfLmxpeWEuZW5naW5lLnYxLkNvbXBsZXRlUmVxdWVzdBogLmxpeWEuZW5naW5lLnYxLkNvbXBsZXRlUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2NvbXBsZXRpb25zEoQBCg5Db21wbGV0ZVN0cmVhbRIlLmxpeWEuZW5naW5lLnYxLkNvbXBsZXRlU3RyZWFtUmVxdWVzdBomLmxpeWEuZW5naW5lLnYxLkNvbXBsZXRlU3RyZWFtUmVzcG9uc2UiIYLT5JMCGzoBKiIWL3YxL2NvbXBsZXRpb25zOnN0cmVhbTABQpcBChdhaS5saXlhZW5naW5lLmVuZ2luZS52MUIVSW5mZXJlbmNlU2VydmljZVByb3RvUAFaKGxpeWFlbmdpbmUuYWkvZ28vbGl5YS9lbmdpbmUvdjE7ZW5naW5ldjGiAgNMRViqAg5MaXlhLkVuZ2luZS5WMcoCDkxpeWFcRW5naW5lXFYx6gIQTGl5YTo6RW5naW5lOjpWMWIGcHJvdG8z", [file_google_api_annotations]);
+  fileDesc("CiZsaXlhL2VuZ2luZS92MS9pbmZlcmVuY2Vfc2VydmljZS5wcm90bxIObGl5YS5lbmdpbmUudjEiLAoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJIqIBCg9Db21wbGV0ZVJlcXVlc3QSDgoGaW50ZW50GAEgASgJEi0KCG1lc3NhZ2VzGAIgAygLMhsubGl5YS5lbmdpbmUudjEuQ2hhdE1lc3NhZ2USFwoKbWF4X3Rva2VucxgDIAEoBUgAiAEBEhgKC3RlbXBlcmF0dXJlGAQgASgBSAGIAQFCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlIn0KEENvbXBsZXRlUmVzcG9uc2USLAoHbWVzc2FnZRgBIAEoCzIbLmxpeWEuZW5naW5lLnYxLkNoYXRNZXNzYWdlEhUKDWZpbmlzaF9yZWFzb24YAiABKAkSJAoFdXNhZ2UYAyABKAsyFS5saXlhLmVuZ2luZS52MS5Vc2FnZSKoAQoVQ29tcGxldGVTdHJlYW1SZXF1ZXN0Eg4KBmludGVudBgBIAEoCRItCghtZXNzYWdlcxgCIAMoCzIbLmxpeWEuZW5naW5lLnYxLkNoYXRNZXNzYWdlEhcKCm1heF90b2tlbnMYAyABKAVIAIgBARIYCgt0ZW1wZXJhdHVyZRgEIAEoAUgBiAEBQg0KC19tYXhfdG9rZW5zQg4KDF90ZW1wZXJhdHVyZSJkChZDb21wbGV0ZVN0cmVhbVJlc3BvbnNlEg0KBWRlbHRhGAEgASgJEhUKDWZpbmlzaF9yZWFzb24YAiABKAkSJAoFdXNhZ2UYAyABKAsyFS5saXlhLmVuZ2luZS52MS5Vc2FnZSLKAQoFVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMSFAoMdG90YWxfdG9rZW5zGAMgASgDEhAKCGNvc3RfdXNkGAQgASgBEhAKCHByb3ZpZGVyGAUgASgJEg0KBW1vZGVsGAYgASgJEgwKBG1vZGUYByABKAkSEgoKcmVxdWVzdF9pZBgIIAEoCRIUCgxzZXJ2ZWRfbW9kZWwYCSABKAkSEwoLY29zdF9zb3VyY2UYCiABKAkyhAIKEEluZmVyZW5jZVNlcnZpY2USaQoIQ29tcGxldGUSHy5saXlhLmVuZ2luZS52MS5Db21wbGV0ZVJlcXVlc3QaIC5saXlhLmVuZ2luZS52MS5Db21wbGV0ZVJlc3BvbnNlIhqC0+STAhQ6ASoiDy92MS9jb21wbGV0aW9ucxKEAQoOQ29tcGxldGVTdHJlYW0SJS5saXlhLmVuZ2luZS52MS5Db21wbGV0ZVN0cmVhbVJlcXVlc3QaJi5saXlhLmVuZ2luZS52MS5Db21wbGV0ZVN0cmVhbVJlc3BvbnNlIiGC0+STAhs6ASoiFi92MS9jb21wbGV0aW9uczpzdHJlYW0wAUKXAQoXYWkubGl5YWVuZ2luZS5lbmdpbmUudjFCFUluZmVyZW5jZVNlcnZpY2VQcm90b1ABWihsaXlhZW5naW5lLmFpL2dvL2xpeWEvZW5naW5lL3YxO2VuZ2luZXYxogIDTEVYqgIOTGl5YS5FbmdpbmUuVjHKAg5MaXlhXEVuZ2luZVxWMeoCEExpeWE6OkVuZ2luZTo6VjFiBnByb3RvMw", [file_google_api_annotations]);
 
 /**
  * One message of a conversation.
@@ -227,7 +227,9 @@ export type Usage = Message<"liya.engine.v1.Usage"> & {
   totalTokens: bigint;
 
   /**
-   * The cost in US dollars at the catalog's list prices.
+   * The cost in US dollars: at the tenant's own prices where it set them
+   * (`model_config.prices`), else at the catalog's list prices; 0 when no
+   * price covers the model (`cost_source` is then `unpriced`).
    *
    * @generated from field: double cost_usd = 4;
    */
@@ -260,6 +262,25 @@ export type Usage = Message<"liya.engine.v1.Usage"> & {
    * @generated from field: string request_id = 8;
    */
   requestId: string;
+
+  /**
+   * The model name the provider reported in its answer, such as
+   * `gpt-4o-2024-08-06` for a call to `gpt-4o`, or the model behind an Azure
+   * deployment; the requested model (or deployment) when the provider
+   * reported none.
+   *
+   * @generated from field: string served_model = 9;
+   */
+  servedModel: string;
+
+  /**
+   * Where `cost_usd`'s price came from: `tenant_prices` (the tenant's
+   * `model_config.prices`), `catalog` (the list prices of the model catalog)
+   * or `unpriced` (no price covers the model, so `cost_usd` is 0).
+   *
+   * @generated from field: string cost_source = 10;
+   */
+  costSource: string;
 };
 
 /**
