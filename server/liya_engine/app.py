@@ -53,6 +53,15 @@ SERVICE_NAMES = (
     config_service_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name,
     inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
 )
+#: The methods that call a provider: each takes one of its tenant's
+#: LIYA_TENANT_MAX_IN_FLIGHT slots while in flight.
+PROVIDER_CALLING_METHODS = frozenset(
+    {
+        f"/{SERVICE_NAMES[1]}/Complete",
+        f"/{SERVICE_NAMES[1]}/CompleteStream",
+        f"/{SERVICE_NAMES[0]}/VerifyConfig",
+    }
+)
 LIVENESS_SERVICE = "liveness"  # health name that stays SERVING while the process runs
 # Young collections every 10,000 net allocations instead of 700, and a full one
 # only after 100 middle ones (and, as always, once the old generation has grown
@@ -231,9 +240,16 @@ async def start_server(
             # Clients reconnect now and then, so replicas added later get traffic.
             ("grpc.max_connection_age_ms", 300_000),
             ("grpc.max_connection_age_grace_ms", 30_000),
+            *handshake_options(settings),
         ],
     )
-    guard = CallGuard(services.verifier, services.metrics, access_log=settings.access_log)
+    guard = CallGuard(
+        services.verifier,
+        services.metrics,
+        access_log=settings.access_log,
+        limits=settings.limits,
+        limited_methods=PROVIDER_CALLING_METHODS,
+    )
     guard.register(
         config_service_pb2_grpc.add_ConfigServiceServicer_to_server,
         ConfigServicer(services.configs, services.inference, services.tenants),
@@ -276,6 +292,14 @@ async def start_server(
     log.info("serving liya.engine.v1 on %s:%d (event loop: %s)", host, port, loop)
     log_settings_in_effect(settings)
     return running
+
+
+def handshake_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC's bound on a new connection's handshake (120 s by default): a
+    connection that has not sent its HTTP/2 preface and settings by then is
+    closed, so idle half-open connections cannot pile up."""
+    milliseconds = round(settings.limits.handshake_timeout_seconds * 1000)
+    return [("grpc.server_handshake_timeout_ms", milliseconds)]
 
 
 def log_settings_in_effect(settings: Settings) -> None:
