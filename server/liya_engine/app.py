@@ -41,6 +41,12 @@ from liya_engine.identity import TokenVerifier
 from liya_engine.inference.service import InferenceService
 from liya_engine.inference.tenants import TenantCache
 from liya_engine.metrics import Metrics
+from liya_engine.overload import (
+    PROVIDER_CALLING_METHODS,
+    handshake_options,
+    upstream_pool,
+    warn_about_limits,
+)
 from liya_engine.providers.registry import build_adapters
 from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
@@ -52,15 +58,6 @@ log = logging.getLogger("liya_engine")
 SERVICE_NAMES = (
     config_service_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name,
     inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
-)
-#: The methods that call a provider: each takes one of its tenant's
-#: LIYA_TENANT_MAX_IN_FLIGHT slots while in flight.
-PROVIDER_CALLING_METHODS = frozenset(
-    {
-        f"/{SERVICE_NAMES[1]}/Complete",
-        f"/{SERVICE_NAMES[1]}/CompleteStream",
-        f"/{SERVICE_NAMES[0]}/VerifyConfig",
-    }
 )
 LIVENESS_SERVICE = "liveness"  # health name that stays SERVING while the process runs
 # Young collections every 10,000 net allocations instead of 700, and a full one
@@ -114,7 +111,9 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         max_entries=settings.config_cache_size,
         ttl_seconds=settings.config_cache_ttl_seconds,
     )
-    adapters = build_adapters(azure_endpoints=EndpointPolicy.from_settings(settings))
+    adapters = build_adapters(
+        azure_endpoints=EndpointPolicy.from_settings(settings), pool=upstream_pool(settings)
+    )
     inference = InferenceService(tenants, adapters, catalog, settings, metrics)
     return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
 
@@ -294,14 +293,6 @@ async def start_server(
     return running
 
 
-def handshake_options(settings: Settings) -> list[tuple[str, int]]:
-    """gRPC's bound on a new connection's handshake (120 s by default): a
-    connection that has not sent its HTTP/2 preface and settings by then is
-    closed, so idle half-open connections cannot pile up."""
-    milliseconds = round(settings.limits.handshake_timeout_seconds * 1000)
-    return [("grpc.server_handshake_timeout_ms", milliseconds)]
-
-
 def log_settings_in_effect(settings: Settings) -> None:
     """Say where calls go and what development settings are on: the first
     thing to check when calls fail everywhere after a deploy."""
@@ -317,6 +308,7 @@ def log_settings_in_effect(settings: Settings) -> None:
             "development setting on: LIYA_ALLOW_INSECURE_ENDPOINTS=true "
             "(Azure endpoints may be loopback http URLs; never in production)"
         )
+    warn_about_limits(settings)
     if settings.azure_allow_private_addresses:
         log.warning(
             "setting on: tenants' Azure endpoints may resolve to private addresses "
