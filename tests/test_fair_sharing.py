@@ -224,3 +224,97 @@ async def test_beyond_max_in_flight_the_replica_answers_server_overloaded_withou
             return False
 
     await until(served)
+
+
+async def test_the_pools_hold_every_call_admitted_so_hung_calls_hold_up_nobody_else(servers, fake):
+    # 220 hung calls of four tenants, each within its own limit: more than a
+    # fixed pool of 200 connections would hold.
+    _, stubs = await servers.start()
+    tenants = [await configure(stubs, f"tenant-{i}") for i in range(5)]
+    held = []
+    for metadata in tenants[:4]:
+        held += await hang(stubs, fake, metadata, 55)
+    reply = await stubs.inference.Complete(hello(), metadata=tenants[4], timeout=10)
+    assert reply.usage.provider == "openai"
+    await release(held)
+
+
+async def test_a_full_pool_is_server_overloaded_after_the_pool_timeout_not_the_deadline(
+    servers, fake
+):
+    _, stubs = await servers.start(
+        LIYA_UPSTREAM_MAX_CONNECTIONS="2", LIYA_UPSTREAM_POOL_TIMEOUT_SECONDS="0.5"
+    )
+    a = await configure(stubs, "tenant-a")
+    b = await configure(stubs, "tenant-b")
+    held = await hang(stubs, fake, a, 2)
+    sent = len(fake.requests)
+
+    busy = await refused(stubs.inference.Complete(hello(), metadata=b, timeout=30))
+    assert busy.code == grpc.StatusCode.UNAVAILABLE
+    assert busy.reason == "SERVER_OVERLOADED"
+    assert busy.metadata["provider"] == "openai"
+    assert busy.metadata["mode"] == "byok"
+    assert "no free connection to OpenAI in time" in busy.message
+    stream = await stream_refused(
+        stubs.inference.CompleteStream(
+            ipb.CompleteStreamRequest(intent="general_chat", messages=hello().messages),
+            metadata=b,
+            timeout=30,
+        )
+    )
+    assert stream.reason == "SERVER_OVERLOADED"
+    assert len(fake.requests) == sent
+
+    await release(held)
+
+    async def served() -> bool:
+        try:
+            await stubs.inference.Complete(hello(), metadata=b, timeout=10)
+            return True
+        except grpc.aio.AioRpcError as exc:
+            assert details_of(exc).reason == "SERVER_OVERLOADED"
+            return False
+
+    await until(served)
+
+
+async def _latencies(stubs, metadata, calls: int, concurrency: int) -> list[float]:
+    """Seconds each of ``calls`` Complete calls took, ``concurrency`` at a time;
+    every call must succeed."""
+    took: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with gate:
+            started = time.perf_counter()
+            reply = await stubs.inference.Complete(hello(), metadata=metadata, timeout=10)
+            took.append(time.perf_counter() - started)
+            assert reply.usage.provider == "openai"
+
+    await asyncio.gather(*(one() for _ in range(calls)))
+    return took
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def test_load_one_tenant_at_its_limit_of_hung_calls_leaves_another_served_promptly(
+    servers, fake
+):
+    _, stubs = await servers.start()  # default limits: 64 per tenant
+    a = await configure(stubs, "tenant-a")
+    b = await configure(stubs, "tenant-b")
+    await _latencies(stubs, b, 20, 8)  # warm: connections, caches
+    unloaded = _p99(await _latencies(stubs, b, 200, 8))
+
+    held = await hang(stubs, fake, a, 64)
+    loaded = _p99(await _latencies(stubs, b, 200, 8))
+    print(f"p99 unloaded {unloaded * 1000:.1f} ms, with A at its limit {loaded * 1000:.1f} ms")
+    assert loaded < 10 * unloaded
+    assert_concurrency_limited(
+        await refused(stubs.inference.Complete(hello(), metadata=a, timeout=10))
+    )
+    await release(held)
