@@ -51,6 +51,7 @@ from liya_engine.providers.registry import build_adapters
 from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
+from liya_engine.storage.health import DatabaseState
 from liya_engine.tracing import setup as tracing_setup
 
 log = logging.getLogger("liya_engine")
@@ -161,10 +162,11 @@ class RunningServer:
         healthy = True
         while True:
             await asyncio.sleep(self.services.settings.health_check_seconds)
-            ok = await self.services.db.ping()
+            state = await self.services.db.check()
+            ok = state is DatabaseState.USABLE
             if ok != healthy:
                 healthy = ok
-                log.warning("database %s", "reachable again" if ok else "unreachable")
+                log.warning("database %s", "usable again" if ok else state.value)
                 await self._set_health(ok)
 
     async def listen_for_changes(self) -> None:
