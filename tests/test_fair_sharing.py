@@ -26,6 +26,7 @@ from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import inference_service_pb2 as ipb
 
 HANG_SECONDS = 120  # longer than any test: these calls end when the test cancels them
+NOISE_FLOOR_SECONDS = 0.05
 
 
 async def configure(stubs, tenant: str) -> tuple[tuple[str, str], ...]:
@@ -313,7 +314,9 @@ async def test_load_one_tenant_at_its_limit_of_hung_calls_leaves_another_served_
     held = await hang(stubs, fake, a, 64)
     loaded = _p99(await _latencies(stubs, b, 200, 8))
     print(f"p99 unloaded {unloaded * 1000:.1f} ms, with A at its limit {loaded * 1000:.1f} ms")
-    assert loaded < 10 * unloaded
+    # Below NOISE_FLOOR a shared machine's scheduling dominates; starvation
+    # (waiting for connections A holds) would show as seconds, or as failures.
+    assert loaded < 10 * max(unloaded, NOISE_FLOOR_SECONDS)
     assert_concurrency_limited(
         await refused(stubs.inference.Complete(hello(), metadata=a, timeout=10))
     )
