@@ -21,6 +21,7 @@ from liya_engine.errors import (
     ProviderTimedOut,
     ProviderUnavailable,
     ProviderUnreachable,
+    UpstreamPoolBusy,
 )
 from liya_engine.providers.azure_wording import AzureWording
 from liya_engine.providers.classify import WORDINGS
@@ -143,7 +144,7 @@ def test_each_transport_entry_decides_its_kind(signs, text, mid_stream, kind):
         (Kind.TIMED_OUT, ProviderTimedOut),
         (Kind.CONNECT_TIMED_OUT, ProviderUnreachable),
         (Kind.REDIRECT, ProviderUnreachable),
-        (Kind.POOL_BUSY, ProviderUnavailable),
+        (Kind.POOL_BUSY, UpstreamPoolBusy),
         (Kind.CUT_SHORT, ProviderUnavailable),
         (Kind.UNAVAILABLE, ProviderUnavailable),
     ],

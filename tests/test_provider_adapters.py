@@ -34,6 +34,7 @@ from liya_engine.errors import (
     ProviderTimedOut,
     ProviderUnavailable,
     ProviderUnreachable,
+    UpstreamPoolBusy,
 )
 from liya_engine.fakes import (
     FakeProviders,
@@ -805,7 +806,8 @@ def test_connect_timeout_is_not_a_provider_answer_timeout():
     pool = openai.APITimeoutError(request=httpx2.Request("POST", "https://api.openai.com"))
     pool.__cause__ = httpx2.PoolTimeout("no connection")
     error = classify_error(pool, provider="openai", model="gpt-4o")
-    assert error.reason == "PROVIDER_UNAVAILABLE" and "busy" in error.message
+    assert type(error) is UpstreamPoolBusy
+    assert error.reason == "SERVER_OVERLOADED" and "busy" in error.message
 
 
 def test_classify_leaves_bugs_alone():

@@ -43,11 +43,18 @@ from liya_engine.inference.learned import LearnedModels
 from liya_engine.inference.service import InferenceService
 from liya_engine.inference.tenants import TenantCache
 from liya_engine.metrics import Metrics
+from liya_engine.overload import (
+    PROVIDER_CALLING_METHODS,
+    handshake_options,
+    upstream_pool,
+    warn_about_limits,
+)
 from liya_engine.providers.registry import build_adapters
 from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
 from liya_engine.storage.deployment_models import DeploymentModelTable
+from liya_engine.storage.health import DatabaseState
 from liya_engine.tracing import setup as tracing_setup
 
 log = logging.getLogger("liya_engine")
@@ -110,7 +117,9 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         max_entries=settings.config_cache_size,
         ttl_seconds=settings.config_cache_ttl_seconds,
     )
-    adapters = build_adapters(azure_endpoints=EndpointPolicy.from_settings(settings))
+    adapters = build_adapters(
+        azure_endpoints=EndpointPolicy.from_settings(settings), pool=upstream_pool(settings)
+    )
     learned = LearnedModels(DeploymentModelTable(lambda: db.engine))
     inference = InferenceService(tenants, adapters, catalog, settings, metrics, learned)
     return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
@@ -160,10 +169,11 @@ class RunningServer:
         healthy = True
         while True:
             await asyncio.sleep(self.services.settings.health_check_seconds)
-            ok = await self.services.db.ping()
+            state = await self.services.db.check()
+            ok = state is DatabaseState.USABLE
             if ok != healthy:
                 healthy = ok
-                log.warning("database %s", "reachable again" if ok else "unreachable")
+                log.warning("database %s", "usable again" if ok else state.value)
                 await self._set_health(ok)
 
     async def listen_for_changes(self) -> None:
@@ -241,9 +251,16 @@ async def start_server(
             # Clients reconnect now and then, so replicas added later get traffic.
             ("grpc.max_connection_age_ms", 300_000),
             ("grpc.max_connection_age_grace_ms", 30_000),
+            *handshake_options(settings),
         ],
     )
-    guard = CallGuard(services.verifier, services.metrics, access_log=settings.access_log)
+    guard = CallGuard(
+        services.verifier,
+        services.metrics,
+        access_log=settings.access_log,
+        limits=settings.limits,
+        limited_methods=PROVIDER_CALLING_METHODS,
+    )
     guard.register(
         config_service_pb2_grpc.add_ConfigServiceServicer_to_server,
         ConfigServicer(services.configs, services.inference, services.tenants),
@@ -314,6 +331,7 @@ def log_settings_in_effect(settings: Settings) -> None:
             "development setting on: LIYA_ALLOW_INSECURE_ENDPOINTS=true "
             "(Azure endpoints may be loopback http URLs; never in production)"
         )
+    warn_about_limits(settings)
     if settings.azure_allow_private_addresses:
         log.warning(
             "setting on: tenants' Azure endpoints may resolve to private addresses "

@@ -30,14 +30,16 @@ never imports grpc.
         |                           deadline can be told apart from our own budget
         +-- ProviderUnavailable     PROVIDER_UNAVAILABLE       UNAVAILABLE (5xx, overloaded)
         +-- ProviderRejectedRequest PROVIDER_REJECTED_REQUEST  INVALID_ARGUMENT (400)
+        +-- UpstreamPoolBusy        SERVER_OVERLOADED          UNAVAILABLE (no pooled connection
+                                    in time; also a ServerOverloaded)
     DeadlineExceeded                DEADLINE_EXCEEDED          DEADLINE_EXCEEDED
                                     the caller's own deadline ran out; not a
                                     LiyaError, so ``except LiyaError`` (a provider
                                     or domain failure) does not catch it
 
 A class that declares no ``reason`` of its own (``InvalidArgument``,
-``ProviderError``, ``ProviderTimedOut``) answers with its parent's; ``LiyaError``
-itself answers INTERNAL. Every reason of the enum has exactly one class that
+``ProviderError``, ``ProviderTimedOut``, ``UpstreamPoolBusy``) answers with its
+parent's; ``LiyaError`` itself answers INTERNAL. Every reason of the enum has exactly one class that
 declares it (``tests/test_error_reasons.py`` checks both directions).
 
 Internal exceptions never reach a caller as such; each is caught where it is
@@ -308,6 +310,14 @@ class ProviderRejectedRequest(ProviderError):
 
     reason = "PROVIDER_REJECTED_REQUEST"
     code = code_pb2.INVALID_ARGUMENT
+
+
+class UpstreamPoolBusy(ServerOverloaded, ProviderError):
+    """No connection of this service's own pool to the provider became free
+    within ``LIYA_UPSTREAM_POOL_TIMEOUT_SECONDS``: the replica is overloaded
+    (SERVER_OVERLOADED), not the provider. A ``ProviderError`` too, so it is
+    raised, accounted and traced where provider failures are, with ``provider``
+    in its metadata."""
 
 
 class DeadlineExceeded(Exception):

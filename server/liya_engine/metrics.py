@@ -93,7 +93,8 @@ class Metrics:
         )
         self.database = Gauge(
             "liya_database_up",
-            "1 when the last health check reached the configuration database, else 0",
+            "1 when the last health check found the configuration database usable "
+            "(answering, and taking writes), else 0",
             registry=registry,
         )
         self.rpc_handled = Counter(

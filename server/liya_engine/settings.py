@@ -21,6 +21,7 @@ from typing import Any
 from liya_engine.crypto.master_keys import MASTER_KEY_BYTES, MasterKey, parse_master_keys
 from liya_engine.errors import SettingsError
 from liya_engine.secret import Secret
+from liya_engine.settings_limits import Limits
 from liya_engine.settings_schema import (
     UNSET,
     Setting,
@@ -186,6 +187,7 @@ class Settings:
         "let Azure endpoints resolve to private addresses (Private Link)",
     )
     managed: ManagedCredentials = field(default_factory=ManagedCredentials)
+    limits: Limits = field(default_factory=Limits)
     metrics_address: str | None = setting(
         "LIYA_METRICS_ADDRESS", text, None, "host:port for Prometheus /metrics; unset = off"
     )
@@ -273,6 +275,7 @@ class Settings:
         env = os.environ if env is None else env
         values = read_settings(cls, env)
         values["managed"] = ManagedCredentials.from_env(env)
+        values["limits"] = Limits.from_env(env)
         if values.get("jwt_public_key_pem"):
             values["jwt_algorithms"] = _public_key_algorithms(values.get("jwt_algorithms"))
         else:
@@ -301,8 +304,8 @@ def _public_key_algorithms(chosen: tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def all_settings() -> Iterator[tuple[dataclasses.Field, Setting]]:
-    """Every row of the table: ``Settings``, then the managed-mode credentials."""
-    for cls in (Settings, ManagedCredentials, ManagedAzure):
+    """Every row of the table: ``Settings``, the limits, then the managed-mode credentials."""
+    for cls in (Settings, Limits, ManagedCredentials, ManagedAzure):
         yield from rows(cls)
 
 

@@ -1,5 +1,5 @@
-"""Per-call plumbing for every RPC: identity, request id, logging, errors,
-the server span and the access log.
+"""Per-call plumbing for every RPC: identity, request id, admission
+(``admission``), logging, errors, the server span and the access log.
 
 ``CallGuard`` wraps each servicer method so that servicers only translate
 protos and call domain code: by the time a servicer runs, the caller is
@@ -25,10 +25,12 @@ from google.protobuf.message import DecodeError
 import liya_engine.tracing as tracing
 from liya_engine import errors
 from liya_engine.api import status
+from liya_engine.api.admission import TenantSlots, overloaded
 from liya_engine.identity import Identity, TokenVerifier
 from liya_engine.logs import request_id_var, tenant_var
 from liya_engine.metrics import Metrics
 from liya_engine.redact import safe_to_echo
+from liya_engine.settings_limits import Limits
 from liya_engine.tracing import server as server_spans
 
 log = logging.getLogger("liya_engine.rpc")
@@ -66,10 +68,22 @@ class CallGuard:
     ``liya_engine.access``; while tracing is on (``liya_engine.tracing``), each
     call runs in a server span. Both are decided once, when the methods are
     registered: with neither, a call runs exactly the code it ran without them.
+
+    Admission (``liya_engine.api.admission``) comes first: a call beyond
+    ``limits.max_in_flight`` is answered SERVER_OVERLOADED before its token is
+    even checked; a call of one of ``limited_methods`` (full paths: those that
+    call a provider) beyond its tenant's ``limits.tenant_max_in_flight``,
+    CONCURRENCY_LIMIT_EXCEEDED once the tenant is known.
     """
 
     def __init__(
-        self, verifier: TokenVerifier, metrics: Metrics, *, access_log: bool = False
+        self,
+        verifier: TokenVerifier,
+        metrics: Metrics,
+        *,
+        access_log: bool = False,
+        limits: Limits | None = None,
+        limited_methods: frozenset[str] = frozenset(),
     ) -> None:
         self._verifier = verifier
         self._metrics = metrics
@@ -77,6 +91,10 @@ class CallGuard:
         self._traced = False
         self._done = metrics.rpc_done
         self._registered: list[tuple[Callable[[Any, Any], None], Any]] = []
+        limits = limits or Limits()
+        self._max_in_flight = limits.max_in_flight
+        self._limited = limited_methods
+        self.tenant_slots = TenantSlots(limits.tenant_max_in_flight)
 
     def register(
         self,
@@ -170,8 +188,13 @@ class CallGuard:
                 },
             )
 
-    def _begin(self, context: grpc.aio.ServicerContext) -> None:
-        """Set the request id and identity for this call; raise InvalidToken."""
+    def _begin(self, context: grpc.aio.ServicerContext, limited: bool) -> str | None:
+        """Set the request id and identity for this call and admit it; raise
+        ServerOverloaded, InvalidToken or ConcurrencyLimitExceeded.
+
+        Returns the tenant whose slot the call took (``limited`` methods only),
+        for the caller to give back when the call ends.
+        """
         metadata = dict(context.invocation_metadata() or ())
         supplied = metadata.get("x-request-id", "")
         # A caller's id is kept only if it could not be a pasted secret.
@@ -180,10 +203,17 @@ class CallGuard:
         )
         request_id_var.set(request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
+        # This call is already counted (rpc_started).
+        if self._metrics.calls_in_flight > self._max_in_flight:
+            raise overloaded(self._max_in_flight)
         auth = metadata.get("authorization")
         identity = self._verifier.verify(auth if isinstance(auth, str) else None)
         tenant_var.set(identity.tenant_id)
         _call_var.set(CallContext(identity, request_id))
+        if not limited:
+            return None
+        self.tenant_slots.take(identity.tenant_id)
+        return identity.tenant_id
 
     async def _fail(
         self, context: grpc.aio.ServicerContext, exc: BaseException, method: str, started: float
@@ -223,12 +253,14 @@ class CallGuard:
         # context manager: this is the per-call path, and an async context
         # manager costs a generator and two extra awaits per call.
         rpc_started, rpc_done = self._metrics.rpc_started, self._done
+        limited, give_back = method in self._limited, self.tenant_slots.give_back
 
         async def wrapped(raw: bytes, context: grpc.aio.ServicerContext):
             rpc_started(method)
             started = time.perf_counter()
+            slot = None
             try:
-                self._begin(context)
+                slot = self._begin(context, limited)
                 reply = await behavior(_decode(deserialize, raw), context)
             except asyncio.CancelledError:
                 self._cancelled(method, started)
@@ -236,6 +268,9 @@ class CallGuard:
             except Exception as exc:
                 await self._fail(context, exc, method, started)
                 raise AssertionError("unreachable: a failed call is aborted") from None
+            finally:
+                if slot is not None:
+                    give_back(slot)
             rpc_done(method, "OK", "", time.perf_counter() - started)
             return reply
 
@@ -243,20 +278,28 @@ class CallGuard:
 
     def _wrap_stream(self, method: str, behavior, deserialize):
         rpc_started, rpc_done = self._metrics.rpc_started, self._done
+        limited, give_back = method in self._limited, self.tenant_slots.give_back
 
         async def wrapped(raw: bytes, context: grpc.aio.ServicerContext):
             rpc_started(method)
             started = time.perf_counter()
+            slot = None
             try:
-                self._begin(context)
+                slot = self._begin(context, limited)
                 async for item in behavior(_decode(deserialize, raw), context):
                     yield item
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, GeneratorExit):
+                # GeneratorExit: grpc stopped reading while this generator was
+                # suspended at a yield (the caller went away during a send), and
+                # the generator is being closed; the call ended all the same.
                 self._cancelled(method, started)
                 raise
             except Exception as exc:
                 await self._fail(context, exc, method, started)
                 raise AssertionError("unreachable: a failed call is aborted") from None
+            finally:
+                if slot is not None:
+                    give_back(slot)
             rpc_done(method, "OK", "", time.perf_counter() - started)
 
         return wrapped

@@ -29,6 +29,7 @@ from liya_engine.errors import (
     ProviderTimedOut,
     ProviderUnavailable,
     ProviderUnreachable,
+    UpstreamPoolBusy,
 )
 
 
@@ -78,8 +79,9 @@ ERROR_CLASS: Mapping[Kind, type[ProviderError]] = {
     Kind.MALFORMED: ProviderUnavailable,
     Kind.INVALID_DATA: ProviderUnavailable,
     Kind.UNEXPECTED: ProviderUnavailable,
-    # Our own pool being full is neither the provider's fault nor the endpoint's.
-    Kind.POOL_BUSY: ProviderUnavailable,
+    # Our own pool being full (no connection within the pool timeout) is neither
+    # the provider's fault nor the endpoint's: this replica is overloaded.
+    Kind.POOL_BUSY: UpstreamPoolBusy,
     # The connect timeout is our own budget, shorter than the call's.
     Kind.CONNECT_TIMED_OUT: ProviderUnreachable,
     Kind.TIMED_OUT: ProviderTimedOut,

@@ -43,6 +43,7 @@ from liya_engine.providers.base import (
     StreamEvent,
 )
 from liya_engine.providers.classify import classify_error
+from liya_engine.providers.pool import PoolLimits
 from liya_engine.providers.transport import AiohttpTransport
 
 ClientT = TypeVar("ClientT")
@@ -59,7 +60,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 def new_http_client(
     *,
-    max_connections: int = 200,
+    pool: PoolLimits | None = None,
     keepalive_expiry: float = 30.0,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     endpoints: EndpointPolicy | None = None,
@@ -69,11 +70,12 @@ def new_http_client(
     Bytes move through ``AiohttpTransport`` (see its module for why). Keep-alive
     covers every connection, so a burst at high concurrency does not close and
     reopen connections. With ``endpoints`` (the Azure endpoint policy) a
-    connection is made only to the peer addresses it allows.
+    connection is made only to the peer addresses it allows. ``pool`` bounds
+    the connections and the wait for one (``liya_engine.providers.pool``).
     """
     return httpx2.AsyncClient(
         transport=AiohttpTransport(
-            max_connections=max_connections,
+            pool=pool,
             keepalive_expiry=keepalive_expiry,
             endpoints=endpoints,
         ),
@@ -145,6 +147,7 @@ class PooledAdapter(Generic[ClientT]):
     ``endpoints`` (for an owned pool) is the policy deciding which peer
     addresses it connects to, whatever DNS says: Azure's adapter gets the Azure
     endpoint policy; without one, any address (the operator's base URLs).
+    ``pool`` (for an owned pool) sizes it and bounds the wait for a connection.
 
     ``request.timeout`` is a total budget for the call: for ``complete`` the whole
     answer, for ``stream`` everything up to the last event. When it runs out the
@@ -161,10 +164,11 @@ class PooledAdapter(Generic[ClientT]):
         http_client: httpx2.AsyncClient | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         endpoints: EndpointPolicy | None = None,
+        pool: PoolLimits | None = None,
     ) -> None:
         self._owns_http_client = http_client is None
         self._http = http_client or new_http_client(
-            connect_timeout=connect_timeout, endpoints=endpoints
+            connect_timeout=connect_timeout, endpoints=endpoints, pool=pool
         )
         if self._http.follow_redirects:
             raise ValueError("the shared http client must not follow redirects")

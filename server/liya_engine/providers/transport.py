@@ -22,9 +22,10 @@ the same meaning, chained to the OS error behind it:
     closed in the middle of the body       RemoteProtocolError ("... complete message body")
     malformed HTTP                         RemoteProtocolError
     not an http(s) URL                     UnsupportedProtocol
+    no free pooled connection in time      PoolTimeout (see ``pool``)
 
-Waiting for a free pooled connection has no timeout of its own: the adapter's
-budget for the whole call bounds it.
+How many connections the pool holds and how long a call may wait for one are
+``pool``'s business (``PoolLimits``, ``BoundedWaitConnector``).
 
 The resolver is also where peer addresses are checked, by the Azure endpoint
 policy (``liya_engine.config.endpoints.EndpointPolicy``): when it allows
@@ -50,6 +51,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from liya_engine.config.endpoints import EndpointPolicy, ip_literal, is_public_address
 from liya_engine.errors import ForbiddenAddress
+from liya_engine.providers.pool import BoundedWaitConnector, PoolLimits, PoolWaitTimeout
 
 __all__ = ["AiohttpTransport", "ForbiddenAddress", "PublicPeersResolver", "is_public_address"]
 
@@ -88,6 +90,8 @@ def _translate(exc: BaseException) -> httpx2.TransportError | None:
     """The httpx2 exception meaning the same as this aiohttp failure (None: not ours)."""
     # Order matters: aiohttp's classes nest (a DNS error is a connector error is
     # an OS error), and the most specific meaning wins.
+    if isinstance(exc, PoolWaitTimeout):
+        return httpx2.PoolTimeout(str(exc))
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, ForbiddenAddress):
         return httpx2.ConnectError(str(exc.os_error))
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -118,6 +122,12 @@ def _translate(exc: BaseException) -> httpx2.TransportError | None:
     if isinstance(exc, aiohttp.ClientError):
         return httpx2.NetworkError(str(exc) or type(exc).__name__)
     return None
+
+
+def _pool_options(pool: PoolLimits) -> dict[str, Any]:
+    """The connector's pool bounds: total connections and the wait for one;
+    no per-host bound (see ``pool``)."""
+    return {"limit": pool.max_connections, "limit_per_host": 0, "pool_timeout": pool.pool_timeout}
 
 
 def _refuse_reserved_literal(host: str, policy: EndpointPolicy) -> None:
@@ -184,12 +194,12 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     def __init__(
         self,
         *,
-        max_connections: int = 200,
+        pool: PoolLimits | None = None,
         keepalive_expiry: float = 30.0,
         endpoints: EndpointPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._max_connections = max_connections
+        self._pool = pool or PoolLimits()
         self._keepalive_expiry = keepalive_expiry
         self._peers = endpoints if endpoints is not None and endpoints.public_peers_only else None
         self._ssl = ssl_context or httpx2.create_ssl_context()
@@ -206,8 +216,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         return self._peers is not None
 
     def _new_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
+        connector = BoundedWaitConnector(
+            **_pool_options(self._pool),
             keepalive_timeout=self._keepalive_expiry,
             ssl=self._ssl,
             resolver=PublicPeersResolver(policy=self._peers) if self._peers else None,

@@ -158,7 +158,7 @@ class Wording:
     def _pool_busy(self, failure: Failure, call: Call) -> str:
         return (
             f"The service had no free connection to {self.label} in time (it is busy): "
-            "retry the call."
+            "retry the call; another replica may serve it."
         )
 
     def _connect_timed_out(self, failure: Failure, call: Call) -> str:

@@ -1,5 +1,16 @@
 """Which driver errors mean the database cannot serve the call right now, and
-the one ``StorageUnavailable`` they become (STORAGE_UNAVAILABLE, retryable)."""
+the one ``StorageUnavailable`` they become (STORAGE_UNAVAILABLE, retryable).
+
+Two kinds of evidence:
+
+- the driver's own classes: SQLAlchemy's ``OperationalError`` and
+  ``InterfaceError`` (SQLite's locked, read-only or full database; a dropped
+  connection), an invalidated connection, OS errors and timeouts;
+- PostgreSQL's SQLSTATE, which asyncpg keeps on its exceptions and SQLAlchemy
+  on the error it wraps them in (``orig.sqlstate``). asyncpg maps most states
+  to a generic error class, so the state is what says "unavailable". The
+  classes and codes below are PostgreSQL's (Appendix A of its manual).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +18,57 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from liya_engine.errors import StorageUnavailable
 
+#: SQLSTATE classes (first two characters) that mean the server cannot serve now.
+UNAVAILABLE_CLASSES = frozenset(
+    {
+        "08",  # connection exception: refused, dropped, rejected at connect
+        "53",  # insufficient resources: 53100 disk full, 53200 out of memory,
+        #        53300 too many connections
+        "55",  # object not in prerequisite state: 55000 database not accepting
+        #        connections, 55P03 lock not available, 55006 object in use
+        "57",  # operator intervention: 57P01 admin shutdown, 57P02 crash
+        #        shutdown, 57P03 cannot connect now (starting up, shutting down,
+        #        in recovery), 57014 statement cancelled by a timeout
+        "58",  # system error: 58030 I/O error on the server
+    }
+)
+#: Single SQLSTATEs outside those classes that mean the same.
+UNAVAILABLE_STATES = frozenset(
+    {
+        "25006",  # read-only SQL transaction: a standby after a failover, or
+        #          default_transaction_read_only set by the operator
+        "3D000",  # invalid catalog name: the database is gone (dropped, not
+        #          restored yet)
+    }
+)
+_CHAIN_LIMIT = 8  # how far to follow wrapped errors for a SQLSTATE
+
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database is unreachable or busy (worth a retry)."""
+    """Whether ``exc`` means the database is unreachable, busy or read-only
+    (worth a retry, not a bug)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError)
+    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    state = sqlstate(exc)
+    return state is not None and (state[:2] in UNAVAILABLE_CLASSES or state in UNAVAILABLE_STATES)
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind ``exc``, if any: on the exception itself
+    (asyncpg), on the driver error SQLAlchemy wraps (``orig``), or on what it
+    was raised from."""
+    seen: BaseException | None = exc
+    for _ in range(_CHAIN_LIMIT):
+        if seen is None:
+            return None
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and len(state) == 5:
+            return state
+        orig = getattr(seen, "orig", None)
+        seen = orig if isinstance(orig, BaseException) else seen.__cause__
+    return None
 
 
 def unavailable() -> StorageUnavailable:

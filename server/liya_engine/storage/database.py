@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from liya_engine.config.model import TenantConfig
 from liya_engine.storage import engine as engines
-from liya_engine.storage import migrations
+from liya_engine.storage import health, migrations
 from liya_engine.storage.availability import is_unavailable, unavailable
+from liya_engine.storage.health import DatabaseState
 from liya_engine.storage.notify import ChangeListener
 from liya_engine.storage.rows import READ_CONFIG, config_from_rows
 from liya_engine.storage.salts import SaltTable
@@ -67,8 +68,12 @@ class Database:
         return await migrations.upgrade(self.engine)
 
     async def ping(self) -> bool:
-        """Whether the database answers now (health checks)."""
+        """Whether the database answers now and would take a write."""
         return await engines.ping(self.engine)
+
+    async def check(self) -> DatabaseState:
+        """What readiness reports: usable, unreachable or read-only (``health``)."""
+        return await health.check(self.engine, engines.sqlite_file(self.engine))
 
     async def salts_for(self, key_ids: Iterable[str]) -> dict[str, bytes]:
         """The HKDF salt of each master key id, created on first use."""

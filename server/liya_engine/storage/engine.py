@@ -1,5 +1,5 @@
 """The async engine: database URLs, engine creation, SQLite's connection set-up,
-ping.
+ping (a readiness check that writes can succeed too: ``health``).
 
 SQLite needs two hooks on every connection: WAL mode (readers never wait for a
 writer) and an explicit BEGIN, whose kind a transaction chooses through the
@@ -8,16 +8,16 @@ writer) and an explicit BEGIN, whose kind a transaction chooses through the
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from liya_engine.storage import health
+
 # Connection execution option marking a transaction that will write: on SQLite
 # it begins with BEGIN IMMEDIATE, taking the write lock at once (see _sqlite_begin).
 WRITE_OPTION = "liya_write"
-PING_TIMEOUT_SECONDS = 5.0  # a database that stops answering counts as down
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 _ASYNC_DRIVERS = {
@@ -63,13 +63,9 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
 
 
 async def ping(engine: AsyncEngine) -> bool:
-    """Whether the database answers a trivial query within PING_TIMEOUT_SECONDS."""
-    try:
-        async with asyncio.timeout(PING_TIMEOUT_SECONDS), engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-        return True
-    except Exception:
-        return False
+    """Whether the database answers within ``health.PING_TIMEOUT_SECONDS`` and
+    would take a write (``health.check``)."""
+    return await health.check(engine, sqlite_file(engine)) is health.DatabaseState.USABLE
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
