@@ -11,7 +11,8 @@ loopback. In a test::
 Layout: ``server`` (the aiohttp app, its provider routes, the record of
 requests), ``control`` (the ``/_control/*`` routes), ``failures`` (the
 failure kinds and queued rules), ``replies`` (writing answers, streams and
-errors), ``answer`` (the deterministic answer), ``openai_format``,
+errors), ``malformed`` (answers that break the API's promise), ``answer`` (the
+deterministic answer), ``openai_format``,
 ``anthropic_format`` and ``azure_format`` (one module per wire format).
 This package exports the public names; it may import aiohttp and the
 standard library, never the service's own modules (a fake cannot agree with
