@@ -117,3 +117,29 @@ async def test_the_control_api_asks_for_a_malformed_answer(fake):
         ) as r:
             assert r.status == 200
             assert (await r.json())["usage"] == [1, 2]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["unary", "stream"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "azure"])
+async def test_an_answer_larger_than_a_caller_can_receive_is_a_documented_reason(
+    servers, fake, caplog, provider, streamed
+):
+    # The stubs use gRPC's default limits (4 MiB a message), as most callers do.
+    _, s = await servers.start()
+    tenant = f"large-{provider}"
+    await configure_one(s, tenant, provider, fake)
+    caplog.clear()
+    fake.fail(provider, "large", bytes=5_000_000)
+    code, reason, message = await outcome(s, tenant, streamed)
+    assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE")
+    assert "answered with 5,000,000 bytes of text, more than the 4,128,768" in message
+    assert "max_tokens" in message
+    assert no_errors_logged(caplog) == []
+
+
+async def test_an_answer_within_the_bound_is_relayed_whole(servers, fake):
+    _, s = await servers.start()
+    await configure_one(s, "large-ok", "openai", fake)
+    fake.fail("openai", "large", bytes=3_000_000)
+    reply = await s.inference.Complete(hello(), metadata=auth("large-ok"), timeout=20)
+    assert reply.message.content == "x" * 3_000_000

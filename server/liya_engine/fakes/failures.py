@@ -40,6 +40,7 @@ FAILURE_KINDS: tuple[str, ...] = (
     "disconnect",  # close the connection without any answer
     "garbage",  # 200 with an HTML page instead of a completion
     "malformed",  # 200 (plain or streamed) with the defect ``shape`` (``malformed.SHAPES``)
+    "large",  # 200 whose text is ``bytes`` long (default 5,000,000), in one piece when streamed
 )
 
 #: Kinds that still answer (the failure, if any, happens during the answer).
@@ -111,7 +112,15 @@ def parse_fail_request(
         raise ValueError("provider must be openai, anthropic, azure or all")
     if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
         raise ValueError("times must be a whole number of requests, or null for until reset")
-    for name in ("delay", "chunk_delay", "retry_after", "retry_after_ms", "status", "after"):
+    for name in (
+        "delay",
+        "chunk_delay",
+        "retry_after",
+        "retry_after_ms",
+        "status",
+        "after",
+        "bytes",
+    ):
         value = opts.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ValueError(f"{name} must be a number")

@@ -99,6 +99,8 @@ async def respond(
         )
     if kind == "malformed":
         return await _malformed(request, record, wire, str(opts["shape"]))
+    if kind == "large":
+        return await _large(request, record, wire, int(opts.get("bytes", 5_000_000)))
     if kind == "redirect":
         location = opts.get("location") or str(request.url)
         record.status = int(opts.get("status", 307))
@@ -133,6 +135,17 @@ async def _malformed(
         await response.write(event)
     await response.write_eof()
     return response
+
+
+async def _large(
+    request: web.Request, record: RecordedRequest, wire: WireFormat, size: int
+) -> web.StreamResponse:
+    """A well-formed answer whose text is ``size`` bytes (one word, one stream delta)."""
+    answer = Answer.build(record.body, record.model or "", wire.ID_PREFIX)
+    answer.words = ["x" * size]
+    if not record.stream:
+        return json(record, 200, wire.plain_body(answer))
+    return await _stream(request, record, wire, answer, None, {})
 
 
 async def _cut_plain(
