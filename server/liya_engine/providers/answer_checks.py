@@ -23,6 +23,7 @@ around SDK calls that also build the request (whose failures are bugs).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -59,7 +60,7 @@ def decoding(provider: str) -> Iterator[None]:
     """JSON that does not decode (or nests too deep) becomes ``MalformedAnswer``."""
     try:
         yield
-    except (ValueError, RecursionError, UnicodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedAnswer(provider) from exc
 
 
