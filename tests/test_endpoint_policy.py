@@ -69,7 +69,8 @@ def test_built_from_settings():
     [
         (EndpointPolicy(), False, False, True),
         (EndpointPolicy(allow_private_addresses=True), True, True, True),
-        (EndpointPolicy(allow_insecure=True), True, True, True),
+        # Development lets loopback through and nothing else.
+        (EndpointPolicy(allow_insecure=True), True, False, True),
     ],
 )
 def test_address_rule(policy, loopback, private, public):

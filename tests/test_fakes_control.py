@@ -6,6 +6,7 @@ import aiohttp
 import pytest
 
 from liya_engine.fakes.failures import FAILURE_KINDS
+from liya_engine.fakes.malformed import SHAPES
 
 KINDS = list(FAILURE_KINDS)
 PROVIDERS = ["openai", "anthropic", "azure", "all"]
@@ -24,7 +25,8 @@ async def _refusal(response: aiohttp.ClientResponse) -> str:
     body = await response.json()
     assert body["kinds"] == KINDS
     assert body["providers"] == PROVIDERS
-    assert set(body) == {"error", "kinds", "providers"}
+    assert body["malformed_shapes"] == list(SHAPES)
+    assert set(body) == {"error", "kinds", "providers", "malformed_shapes"}
     return body["error"]
 
 
@@ -49,6 +51,11 @@ async def _refusal(response: aiohttp.ClientResponse) -> str:
         ),
         (b'{"kind": "auth", "times": 0}', "times must be at least 1, or None for until reset"),
         (b'{"kind": "slow", "delay": "soon"}', "delay must be a number"),
+        (b'{"kind": "malformed"}', "malformed needs a shape, one of " + ", ".join(SHAPES)),
+        (
+            b'{"kind": "malformed", "shape": "odd"}',
+            "malformed needs a shape, one of " + ", ".join(SHAPES),
+        ),
         (
             b'{"kind": "auth", "headers": ["x"]}',
             "headers must be an object of header names to values",

@@ -340,19 +340,20 @@ async def test_without_the_guard_loopback_names_connect():
 
 
 @pytest.mark.parametrize(
-    ("env", "guarded"),
+    ("env", "loopback", "checked"),
     [
-        ({}, True),
-        ({"LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES": "true"}, False),
-        ({"LIYA_ALLOW_INSECURE_ENDPOINTS": "true"}, False),
+        ({}, False, True),
+        ({"LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES": "true"}, True, False),
+        # Development lets loopback through, and the check stays on for the rest.
+        ({"LIYA_ALLOW_INSECURE_ENDPOINTS": "true"}, True, True),
     ],
 )
-async def test_the_azure_pool_applies_the_endpoint_policy_of_the_settings(env, guarded):
+async def test_the_azure_pool_applies_the_endpoint_policy_of_the_settings(env, loopback, checked):
     # The one policy object the config checks use also decides the Azure pool's peers.
     settings = Settings.from_env({"LIYA_JWT_HS256_SECRET": "s" * 32, **env})
     policy = EndpointPolicy.from_settings(settings)
-    assert policy.public_peers_only is guarded
-    assert policy.allows_address("127.0.0.1") is not guarded
+    assert policy.allows_address("127.0.0.1") is loopback
+    assert policy.allows_address("10.1.2.3") is not checked
     assert policy.allows_address("8.8.8.8") is True
 
     async def ok(_request: web.Request) -> web.Response:
@@ -360,17 +361,22 @@ async def test_the_azure_pool_applies_the_endpoint_policy_of_the_settings(env, g
 
     adapters = build_adapters(azure_endpoints=policy)
     try:
-        assert adapters["openai"].http_client._transport.public_peers_only is False
+        assert adapters["openai"].http_client._transport.checks_addresses is False
         http = adapters["azure"].http_client
-        assert http._transport.public_peers_only is guarded
+        assert http._transport.checks_addresses is checked
         async with http_server(ok) as url:
             port = url.rsplit(":", 1)[1]
-            if guarded:
+            if not loopback:
                 with pytest.raises(httpx2.ConnectError) as caught:
                     await http.get(f"http://localhost:{port}/")
                 assert isinstance(caught.value.__cause__, ForbiddenAddress)
             else:
                 assert (await http.get(f"http://localhost:{port}/")).text == "ok"
+            if checked:
+                # A private address that is not loopback stays refused, at once.
+                with pytest.raises(httpx2.ConnectError) as caught:
+                    await http.get("http://10.255.255.1:9/")
+                assert isinstance(caught.value.__cause__, ForbiddenAddress)
     finally:
         for adapter in adapters.values():
             await adapter.aclose()

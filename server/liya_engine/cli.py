@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from liya_engine.logs import ignore_library_switches
+
+    ignore_library_switches()  # before any command imports an SDK
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -8,7 +8,11 @@ itself on every line (``set_worker``).
 
 Libraries log at WARNING and above, whatever their own switches
 (``OPENAI_LOG``, ``ANTHROPIC_LOG``) say: at INFO the HTTP clients log a line per
-provider call, with tenants' Azure URLs in it. Only ``LIYA_LOG_LEVEL=DEBUG``
+provider call, with tenants' Azure URLs in it, and at DEBUG the SDKs print
+response headers verbatim. The command line removes those switches from the
+environment before any SDK is imported (``ignore_library_switches``), so they
+never act; the levels set here undo them in any process that imported an SDK
+first. Only ``LIYA_LOG_LEVEL=DEBUG``
 lets them log below that (the SDKs' request options, with the credential
 headers masked by their filters); the HTTP/2 header codecs, which would print
 raw headers, stay at WARNING even then.
@@ -21,9 +25,10 @@ import contextvars
 import importlib
 import json
 import logging
+import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 from liya_engine.redact import scrub
 
@@ -54,6 +59,9 @@ HEADER_LOGGERS: tuple[str, ...] = ("h2", "hpack")
 #: SDKs that read a logging switch (``OPENAI_LOG``, ``ANTHROPIC_LOG``) when
 #: imported and then lower their own and the HTTP client's levels.
 SDK_MODULES: tuple[str, ...] = ("openai", "anthropic")
+#: The environment variables those SDKs read for their logging switch.
+LIBRARY_SWITCHES: tuple[str, ...] = ("OPENAI_LOG", "ANTHROPIC_LOG")
+_ignored_switches: list[str] = []
 
 _worker: int | None = None
 _worker_tag = ""
@@ -153,6 +161,20 @@ TEXT_FORMAT = (
 )
 
 
+def ignore_library_switches(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Remove the SDKs' logging switches from ``environ`` (default: this
+    process's environment) before an SDK is imported; return the names removed.
+
+    ``configure_logging`` says at WARNING which were set, so an operator who
+    set one learns that ``LIYA_LOG_LEVEL`` is the switch.
+    """
+    target = os.environ if environ is None else environ
+    removed = [name for name in LIBRARY_SWITCHES if target.pop(name, None) is not None]
+    if environ is None:  # this process's: worth saying at start
+        _ignored_switches.extend(name for name in removed if name not in _ignored_switches)
+    return removed
+
+
 def quiet_libraries(level: str = "INFO") -> None:
     """Set every library logger's level from ours, after the SDKs' switches ran.
 
@@ -182,3 +204,9 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    if _ignored_switches:
+        logging.getLogger("liya_engine").warning(
+            "ignored %s: library logging follows LIYA_LOG_LEVEL, and never shows keys "
+            "or credential headers",
+            ", ".join(_ignored_switches),
+        )

@@ -25,6 +25,7 @@ from liya_engine.settings_limits import Limits
 from liya_engine.settings_schema import (
     UNSET,
     Setting,
+    base_url,
     boolean,
     choice,
     default_text,
@@ -59,7 +60,7 @@ class ManagedAzure:
         file="LIYA_MANAGED_AZURE_API_KEY_FILE",
     )
     endpoint: str = setting(
-        "LIYA_MANAGED_AZURE_ENDPOINT", text, help="the platform's Azure OpenAI endpoint"
+        "LIYA_MANAGED_AZURE_ENDPOINT", base_url, help="the platform's Azure OpenAI endpoint"
     )
     deployment: str = setting(
         "LIYA_MANAGED_AZURE_DEPLOYMENT", text, help="the platform's Azure OpenAI deployment"
@@ -163,10 +164,10 @@ class Settings:
         "LIYA_JWT_LEEWAY_SECONDS", number(minimum=0), 30.0, "clock-skew leeway for tokens"
     )
     openai_base_url: str = setting(
-        "LIYA_OPENAI_BASE_URL", text, "https://api.openai.com/v1", "OpenAI base URL"
+        "LIYA_OPENAI_BASE_URL", base_url, "https://api.openai.com/v1", "OpenAI base URL"
     )
     anthropic_base_url: str = setting(
-        "LIYA_ANTHROPIC_BASE_URL", text, "https://api.anthropic.com", "Anthropic base URL"
+        "LIYA_ANTHROPIC_BASE_URL", base_url, "https://api.anthropic.com", "Anthropic base URL"
     )
     allow_insecure_endpoints: bool = setting(
         "LIYA_ALLOW_INSECURE_ENDPOINTS",

@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from liya_engine.errors import SettingsError
 from liya_engine.secret import Secret
@@ -143,6 +144,39 @@ def file_text(raw: str, name: str) -> str:
 def items(raw: str, name: str) -> tuple[str, ...] | None:
     """Comma-separated items, blanks dropped."""
     return tuple(part.strip() for part in raw.split(",") if part.strip()) or None
+
+
+def base_url(raw: str, name: str) -> str:
+    """An http(s) URL with a host, and no user information, query or fragment.
+
+    The message never quotes the value: a URL with user information carries a
+    password, and a parser's own error may quote part of it.
+    """
+    problem = _base_url_problem(raw)
+    if problem:
+        raise SettingsError(f"{name} must be an http(s) URL such as https://host/path: {problem}")
+    return raw
+
+
+def _base_url_problem(raw: str) -> str:
+    if any(ch.isspace() or not ch.isprintable() or not ch.isascii() for ch in raw):
+        return "it contains spaces, control or non-ASCII characters"
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        return "it cannot be parsed"
+    if parts.scheme not in ("http", "https"):
+        return "it does not start with http:// or https://"
+    if "@" in parts.netloc:
+        return "it has user information (put no credentials in a base URL)"
+    if not parts.hostname:
+        return "it has no host"
+    if parts.query or "?" in raw:
+        return "it has a query"
+    if parts.fragment or "#" in raw:
+        return "it has a fragment"
+    return ""
 
 
 def boolean(raw: str, name: str) -> bool:

@@ -5,9 +5,11 @@ is checked twice: its URL when the config is saved and again before each call
 (``EndpointPolicy.check``: https, a host on Azure OpenAI's domains or the
 operator's allowlist, no IP literal, no user-info, query, fragment or path),
 and the addresses its name resolves to when the transport connects
-(``EndpointPolicy.allows_address``: public unicast addresses only, unless the
-operator allowed private ones for Azure Private Link, or development allowed
-loopback http). One frozen object built from ``Settings`` holds both rules.
+(``EndpointPolicy.allows_address``: public unicast addresses only, IPv6 forms
+that embed an IPv4 address judged by that address; any address when the
+operator allowed private ones for Azure Private Link; loopback as well, and
+nothing more, when development allowed loopback http). One frozen object
+built from ``Settings`` holds both rules.
 
 Pure code (``ipaddress``, ``urllib.parse``): any layer may import it.
 """
@@ -39,15 +41,59 @@ _URL_FORBIDDEN = re.compile(r"[^\x21-\x7e]")
 _EXAMPLE = "must be a URL such as https://your-resource.openai.azure.com"
 
 
-def is_public_address(address: str) -> bool:
-    """Whether ``address`` is a globally routable unicast IP address."""
+# IPv6 ranges that carry an IPv4 address in their last 32 bits: a connection
+# to one reaches (through a translator or a tunnel) the IPv4 address, so that
+# address is what is judged. Teredo (2001::/32) is handled by ``ipaddress``.
+_EMBEDDING_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix (RFC 6052)
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated, RFC 4291)
+)
+# IPv6 ranges ``ipaddress`` counts as global that are not: site-local (RFC
+# 3879, deprecated but still routed by some stacks) and NAT64 local-use (RFC 8215).
+_NOT_GLOBAL_V6 = (
+    ipaddress.IPv6Network("fec0::/10"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+
+
+def _judged(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address a connection to ``ip`` really reaches: the IPv4 address an
+    IPv6 form embeds (mapped, 6to4, Teredo's client, NAT64, IPv4-compatible), else ``ip``."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ip
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]  # the client, stored inverted in the last 32 bits
+    if int(ip) > 1 and any(ip in net for net in _EMBEDDING_IPV4):  # not :: or ::1
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
+def _address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        return _judged(ipaddress.ip_address(address.split("%", 1)[0]))
     except ValueError:
+        return None
+
+
+def is_public_address(address: str) -> bool:
+    """Whether ``address`` is a globally routable unicast IP address, IPv6 forms
+    that embed an IPv4 address judged by that address."""
+    ip = _address(address)
+    if ip is None or ip.is_multicast or not ip.is_global:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    return not (isinstance(ip, ipaddress.IPv6Address) and any(ip in n for n in _NOT_GLOBAL_V6))
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether ``address`` is a loopback address (in any IPv6 form embedding one)."""
+    ip = _address(address)
+    return ip is not None and ip.is_loopback
 
 
 def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -94,12 +140,22 @@ class EndpointPolicy:
 
     @property
     def public_peers_only(self) -> bool:
-        """Whether the transport refuses connections to non-public addresses."""
+        """Whether only public peer addresses are allowed (no development or
+        Private Link setting widens the rule)."""
         return not (self.allow_insecure or self.allow_private_addresses)
 
+    @property
+    def checks_addresses(self) -> bool:
+        """Whether the transport must check peer addresses at all: always,
+        unless the operator allowed private ones (Private Link)."""
+        return not self.allow_private_addresses
+
     def allows_address(self, address: str) -> bool:
-        """Whether the transport may connect to the IP ``address``."""
-        return not self.public_peers_only or is_public_address(address)
+        """Whether the transport may connect to the IP ``address``: a public
+        one; a loopback one too under the development setting, nothing else."""
+        if self.allow_private_addresses or is_public_address(address):
+            return True
+        return self.allow_insecure and is_loopback_address(address)
 
     def check(self, path: str, value: str) -> list[FieldViolation]:
         """The violations of endpoint ``value`` (named ``path``); empty when allowed."""

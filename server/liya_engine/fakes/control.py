@@ -9,7 +9,8 @@
     GET  /_control/requests  [?provider=...]
     GET  /_control/health
 
-The kinds and their options are ``failures.FAILURE_KINDS``'. A body the fake
+The kinds and their options are ``failures.FAILURE_KINDS``'; the ``malformed``
+kind's ``shape`` is one of ``malformed.SHAPES``. A body the fake
 cannot act on (none, not JSON, a missing or unknown kind) gets a 400 whose
 JSON names the problem and lists the kinds and providers.
 """
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from liya_engine.fakes.failures import FAILURE_KINDS, parse_fail_request
+from liya_engine.fakes.malformed import SHAPES
 
 if TYPE_CHECKING:
     from liya_engine.fakes.server import FakeProviders
@@ -128,6 +130,11 @@ def _names(payload: dict[str, Any], field: str) -> list[str] | None:
 def _refused(error: str) -> web.Response:
     """400 for a control request the fake cannot act on, with what it accepts."""
     return web.json_response(
-        {"error": error, "kinds": list(FAILURE_KINDS), "providers": list(PROVIDER_CHOICES)},
+        {
+            "error": error,
+            "kinds": list(FAILURE_KINDS),
+            "providers": list(PROVIDER_CHOICES),
+            "malformed_shapes": list(SHAPES),
+        },
         status=400,
     )

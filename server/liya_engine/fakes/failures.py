@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from liya_engine.fakes.malformed import SHAPES as MALFORMED_SHAPES
 from liya_engine.fakes.openai_format import mask_key
 
 #: Failure kinds ``fail()`` accepts. Options common to all: ``status`` (override
@@ -38,6 +39,8 @@ FAILURE_KINDS: tuple[str, ...] = (
     "redirect",  # 307 to ``location`` (default: the same URL)
     "disconnect",  # close the connection without any answer
     "garbage",  # 200 with an HTML page instead of a completion
+    "malformed",  # 200 (plain or streamed) with the defect ``shape`` (``malformed.SHAPES``)
+    "large",  # 200 whose text is ``bytes`` long (default 5,000,000), in one piece when streamed
 )
 
 #: Kinds that still answer (the failure, if any, happens during the answer).
@@ -70,6 +73,8 @@ class FailureRules:
             raise ValueError(f"unknown failure kind {kind!r}; expected one of {FAILURE_KINDS}")
         if times is not None and times < 1:
             raise ValueError("times must be at least 1, or None for until reset")
+        if kind == "malformed" and opts.get("shape") not in MALFORMED_SHAPES:
+            raise ValueError(f"malformed needs a shape, one of {', '.join(MALFORMED_SHAPES)}")
         self._rules.append(FailureRule(provider, kind, times, dict(opts)))
 
     def take(self, provider: str) -> FailureRule | None:
@@ -107,10 +112,20 @@ def parse_fail_request(
         raise ValueError("provider must be openai, anthropic, azure or all")
     if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
         raise ValueError("times must be a whole number of requests, or null for until reset")
-    for name in ("delay", "chunk_delay", "retry_after", "retry_after_ms", "status", "after"):
+    for name in (
+        "delay",
+        "chunk_delay",
+        "retry_after",
+        "retry_after_ms",
+        "status",
+        "after",
+        "bytes",
+    ):
         value = opts.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ValueError(f"{name} must be a number")
+    if kind == "malformed" and opts.get("shape") not in MALFORMED_SHAPES:
+        raise ValueError(f"malformed needs a shape, one of {', '.join(MALFORMED_SHAPES)}")
     if "headers" in opts and not isinstance(opts["headers"], dict):
         raise ValueError("headers must be an object of header names to values")
     return provider, kind, times, opts

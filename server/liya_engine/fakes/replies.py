@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from liya_engine.fakes import malformed
 from liya_engine.fakes.answer import Answer, request_id
 from liya_engine.fakes.failures import ANSWERING_KINDS, MID_STREAM_KINDS, FailureRule, error_reply
 from liya_engine.fakes.recording import RecordedRequest
@@ -98,6 +99,10 @@ async def respond(
         return web.Response(
             status=200, text="<html><body>Welcome</body></html>", content_type="text/html"
         )
+    if kind == "malformed":
+        return await _malformed(request, record, wire, str(opts["shape"]))
+    if kind == "large":
+        return await _large(request, record, wire, int(opts.get("bytes", 5_000_000)))
     if kind == "redirect":
         location = opts.get("location") or str(request.url)
         record.status = int(opts.get("status", 307))
@@ -114,6 +119,35 @@ async def respond(
             return await _cut_plain(request, record, wire, answer)
         return json(record, 200, wire.plain_body(answer))
     return await _stream(request, record, wire, answer, kind, opts)
+
+
+async def _malformed(
+    request: web.Request, record: RecordedRequest, wire: WireFormat, shape: str
+) -> web.StreamResponse:
+    """A 200 answer, in the provider's format but for the defect ``shape``."""
+    answer = Answer.build(record.body, record.model or "", wire.ID_PREFIX)
+    record.status = 200
+    if not record.stream:
+        body = malformed.plain_body(record.provider, answer, shape)
+        return web.Response(status=200, body=body, content_type="application/json")
+    response = web.StreamResponse(status=200)
+    response.content_type = "text/event-stream"
+    await response.prepare(request)
+    for event in malformed.stream_events(record.provider, answer, shape):
+        await response.write(event)
+    await response.write_eof()
+    return response
+
+
+async def _large(
+    request: web.Request, record: RecordedRequest, wire: WireFormat, size: int
+) -> web.StreamResponse:
+    """A well-formed answer whose text is ``size`` bytes (one word, one stream delta)."""
+    answer = Answer.build(record.body, record.model or "", wire.ID_PREFIX)
+    answer.words = ["x" * size]
+    if not record.stream:
+        return json(record, 200, wire.plain_body(answer))
+    return await _stream(request, record, wire, answer, None, {})
 
 
 async def _cut_plain(

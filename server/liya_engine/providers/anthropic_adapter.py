@@ -10,6 +10,7 @@ import httpx2
 
 from liya_engine.errors import MalformedAnswer
 from liya_engine.logs import CredentialHeaderFilter
+from liya_engine.providers import answer_checks as check
 from liya_engine.providers.base import Credentials, ProviderRequest, ProviderResult
 from liya_engine.providers.sdk_clients import NO_TENANT_KEY, PooledAdapter, StreamState
 
@@ -86,19 +87,24 @@ class AnthropicAdapter(PooledAdapter[anthropic.AsyncAnthropic]):
         )
 
     def _to_result(self, raw: Any, request: ProviderRequest) -> ProviderResult:
-        try:
+        name = self.name
+        with check.reading(name):
+            blocks = raw.content
+            if not isinstance(blocks, list):
+                raise MalformedAnswer(name)
             text = "".join(
-                block.text for block in raw.content if getattr(block, "type", "") == "text"
+                check.text(name, block.text)
+                for block in blocks
+                if getattr(block, "type", "") == "text"
             )
+            usage = raw.usage
             return ProviderResult(
-                text=text,
-                finish_reason=normalise_anthropic_finish(raw.stop_reason),
-                input_tokens=int(raw.usage.input_tokens or 0),
-                output_tokens=int(raw.usage.output_tokens or 0),
-                model=raw.model or request.model,
+                text=check.answer_text(name, text),
+                finish_reason=normalise_anthropic_finish(check.name(name, raw.stop_reason)),
+                input_tokens=check.token_count(name, usage.input_tokens) or 0,
+                output_tokens=check.token_count(name, usage.output_tokens) or 0,
+                model=check.name(name, raw.model) or request.model,
             )
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise MalformedAnswer(self.name) from exc
 
     async def _open_stream(
         self, client: anthropic.AsyncAnthropic, creds: Credentials, request: ProviderRequest
@@ -111,27 +117,35 @@ class AnthropicAdapter(PooledAdapter[anthropic.AsyncAnthropic]):
         )
 
     def _on_event(self, state: StreamState, event: Any) -> str:
-        kind = getattr(event, "type", "")
+        name = self.name
+        kind = getattr(event, "type", None)
+        if not isinstance(kind, str):  # an event that is not an object (``data: null``)
+            raise MalformedAnswer(name)
         if kind == "message_start":
             message = event.message
-            if message.model:
-                state.model = message.model
+            model = check.name(name, message.model)
+            if model:
+                state.model = model
             if message.usage is not None:
-                state.input_tokens = message.usage.input_tokens
-                state.output_tokens = message.usage.output_tokens
+                state.input_tokens = check.token_count(name, message.usage.input_tokens)
+                state.output_tokens = check.token_count(name, message.usage.output_tokens)
         elif kind == "content_block_delta":
             delta = event.delta
-            if getattr(delta, "type", "") == "text_delta":
-                return delta.text
+            if not isinstance(getattr(delta, "type", None), str):  # no delta at all
+                raise MalformedAnswer(name)
+            if delta.type == "text_delta":
+                return check.answer_text(name, delta.text)
         elif kind == "message_delta":
-            if event.delta.stop_reason:
-                state.finish_reason = normalise_anthropic_finish(event.delta.stop_reason)
+            stop = check.name(name, event.delta.stop_reason)
+            if stop:
+                state.finish_reason = normalise_anthropic_finish(stop)
                 state.finished = True
             usage = event.usage
             if usage is not None:
-                state.output_tokens = usage.output_tokens
-                if usage.input_tokens is not None:
-                    state.input_tokens = usage.input_tokens
+                state.output_tokens = check.token_count(name, usage.output_tokens)
+                input_tokens = check.token_count(name, usage.input_tokens)
+                if input_tokens is not None:
+                    state.input_tokens = input_tokens
         elif kind == "message_stop":
             state.finished = True
         return ""

@@ -9,6 +9,7 @@ import httpx2
 import openai
 
 from liya_engine.errors import MalformedAnswer
+from liya_engine.providers import answer_checks as check
 from liya_engine.providers.base import Credentials, ProviderRequest, ProviderResult
 from liya_engine.providers.sdk_clients import NO_TENANT_KEY, PooledAdapter, StreamState
 
@@ -85,24 +86,27 @@ class OpenAIAdapter(PooledAdapter[openai.AsyncOpenAI]):
             cast_to=httpx2.Response,
             options=options,
         )
-        try:
+        with check.reading(self.name):
             return json.loads(response.content)
-        except ValueError as exc:
-            raise MalformedAnswer(self.name) from exc
 
     def _to_result(self, raw: Any, request: ProviderRequest) -> ProviderResult:
-        try:
-            choice = raw["choices"][0]
-            usage = raw.get("usage") or {}
+        name = self.name
+        with check.reading(name):
+            body = check.mapping(name, raw)
+            choices = body["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise MalformedAnswer(name)
+            choice = check.mapping(name, choices[0])
+            usage = check.mapping(name, body.get("usage"))
             return ProviderResult(
-                text=choice["message"].get("content") or "",
-                finish_reason=normalise_openai_finish(choice.get("finish_reason")),
-                input_tokens=int(usage.get("prompt_tokens") or 0),
-                output_tokens=int(usage.get("completion_tokens") or 0),
-                model=raw.get("model") or request.model,
+                text=check.answer_text(name, check.mapping(name, choice["message"]).get("content")),
+                finish_reason=normalise_openai_finish(
+                    check.name(name, choice.get("finish_reason"))
+                ),
+                input_tokens=check.token_count(name, usage.get("prompt_tokens")) or 0,
+                output_tokens=check.token_count(name, usage.get("completion_tokens")) or 0,
+                model=check.name(name, body.get("model")) or request.model,
             )
-        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-            raise MalformedAnswer(self.name) from exc
 
     async def _open_stream(
         self, client: openai.AsyncOpenAI, creds: Credentials, request: ProviderRequest
@@ -114,19 +118,29 @@ class OpenAIAdapter(PooledAdapter[openai.AsyncOpenAI]):
         return await client.chat.completions.create(stream=True, **params)
 
     def _on_event(self, state: StreamState, event: Any) -> str:
-        if getattr(event, "model", None):
-            state.model = event.model
+        name = self.name
+        if event is None or isinstance(event, str | int | float | list):  # not an object
+            raise MalformedAnswer(name)
+        model = check.name(name, getattr(event, "model", None))
+        if model:
+            state.model = model
         usage = getattr(event, "usage", None)
         if usage is not None:
-            state.input_tokens = int(usage.prompt_tokens)
-            state.output_tokens = int(usage.completion_tokens)
+            state.input_tokens = check.token_count(name, usage.prompt_tokens)
+            state.output_tokens = check.token_count(name, usage.completion_tokens)
+        choices = getattr(event, "choices", None)
+        if choices is None:
+            choices = []
+        if not isinstance(choices, list):
+            raise MalformedAnswer(name)
         text = ""
-        for choice in getattr(event, "choices", None) or ():
-            if choice.finish_reason:
-                state.finish_reason = normalise_openai_finish(choice.finish_reason)
+        for choice in choices:
+            finish = check.name(name, choice.finish_reason)
+            if finish:
+                state.finish_reason = normalise_openai_finish(finish)
                 state.finished = True
-            if choice.delta is not None and choice.delta.content:
-                text += choice.delta.content
+            if choice.delta is not None:
+                text += check.answer_text(name, choice.delta.content)
         return text
 
 

@@ -33,6 +33,7 @@ import httpx2
 from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.errors import IncompleteAnswer, ProviderError
 from liya_engine.inference.estimate import estimate_prompt_tokens, estimate_text_tokens
+from liya_engine.providers import answer_checks
 from liya_engine.providers.base import (
     Credentials,
     ProviderName,
@@ -197,7 +198,8 @@ class PooledAdapter(Generic[ClientT]):
         error: ProviderError | None = None
         try:
             async with asyncio.timeout(request.timeout):
-                raw = await self._create(client, creds, request)
+                with answer_checks.decoding(self.name):
+                    raw = await self._create(client, creds, request)
             return self._to_result(raw, request)
         except Exception as exc:
             error = self._classify(exc, creds, request)
@@ -229,10 +231,12 @@ class PooledAdapter(Generic[ClientT]):
                 # fire while the consumer holds control.
                 async with asyncio.timeout_at(deadline):
                     try:
-                        event = await iterator.__anext__()
+                        with answer_checks.reading(self.name):
+                            event = await iterator.__anext__()
                     except StopAsyncIteration:
                         break
-                text = self._on_event(state, event)
+                with answer_checks.reading(self.name):
+                    text = self._on_event(state, event)
                 if text:
                     state.text_chars += len(text)
                     yield StreamDelta(text)

@@ -28,11 +28,13 @@ How many connections the pool holds and how long a call may wait for one are
 ``pool``'s business (``PoolLimits``, ``BoundedWaitConnector``).
 
 The resolver is also where peer addresses are checked, by the Azure endpoint
-policy (``liya_engine.config.endpoints.EndpointPolicy``): when it allows
-public peers only, a host name that resolves only to private, loopback,
-link-local or otherwise non-public addresses is refused before any connection
-is made, so a tenant's endpoint cannot point its key (or the service) at the
-internal network by DNS; an IP literal is judged by the same rule.
+policy (``liya_engine.config.endpoints.EndpointPolicy``): unless it allows
+private addresses, a host name that resolves only to addresses it does not
+allow (private, loopback, link-local, other non-public ones) is refused before
+any connection is made, so a tenant's endpoint cannot point its key (or the
+service) at the internal network by DNS; an IP literal is judged by the same
+rule. Such a pool never goes through a proxy from the environment, which
+would connect past this check (``ambient_proxies``).
 """
 
 from __future__ import annotations
@@ -181,14 +183,35 @@ class _ResponseBody(httpx2.AsyncByteStream):
             response.close()
 
 
+def ambient_proxies(endpoints: EndpointPolicy | None) -> dict[str, str]:
+    """The egress proxies from the environment this transport sends through.
+
+    A pool for tenants' endpoints (one given an endpoint policy) uses none: a
+    proxy connects to whatever the tenant's endpoint names, after the only
+    address this service could check (the proxy's own), so the private-address
+    rule would not hold through it; and a proxy inside the cluster, on a
+    private address itself, would be refused by that rule. The operator's own
+    base URLs (OpenAI's, Anthropic's) may go through the operator's proxy,
+    wherever it sits (``docs/operations.md``, "Proxies").
+    """
+    if endpoints is not None:
+        return {}
+    return {
+        scheme: url
+        for scheme, url in urllib.request.getproxies().items()
+        if scheme in ("http", "https")
+    }
+
+
 class AiohttpTransport(httpx2.AsyncBaseTransport):
     """``httpx2.AsyncBaseTransport`` over one ``aiohttp.ClientSession``.
 
     The session is created on first use, inside the running event loop. An
     egress proxy comes from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
-    ``NO_PROXY``), read when the transport is built, as httpx2's transport does.
-    ``endpoints`` (the Azure endpoint policy) decides which peer addresses it
-    connects to; without one, any (the operator's own base URLs).
+    ``NO_PROXY``), read when the transport is built, as httpx2's transport does,
+    for the operator's base URLs only (``ambient_proxies``). ``endpoints`` (the
+    Azure endpoint policy) decides which peer addresses it connects to, always
+    directly; without one, any (the operator's own base URLs).
     """
 
     def __init__(
@@ -201,18 +224,14 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     ) -> None:
         self._pool = pool or PoolLimits()
         self._keepalive_expiry = keepalive_expiry
-        self._peers = endpoints if endpoints is not None and endpoints.public_peers_only else None
+        self._peers = endpoints if endpoints is not None and endpoints.checks_addresses else None
         self._ssl = ssl_context or httpx2.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
-        self._proxies = {
-            scheme: url
-            for scheme, url in urllib.request.getproxies().items()
-            if scheme in ("http", "https")
-        }
+        self._proxies = ambient_proxies(endpoints)
 
     @property
-    def public_peers_only(self) -> bool:
-        """Whether connections to non-public addresses are refused."""
+    def checks_addresses(self) -> bool:
+        """Whether peer addresses are checked against the endpoint policy."""
         return self._peers is not None
 
     def _new_session(self) -> aiohttp.ClientSession:
