@@ -358,7 +358,8 @@ def test_the_unknown_path_message_lists_the_paths():
     assert violation.description == (
         "unknown path 'provider_config.foo'; paths are "
         "provider_config[.mode|.openai|.anthropic|.azure[.field]] "
-        "or model_config[.strategy|.overrides[.intent]|.cost_limit_usd_per_request]"
+        "or model_config[.strategy|.overrides[.intent]|.cost_limit_usd_per_request"
+        "|.monthly_budget_usd]"
     )
 
 

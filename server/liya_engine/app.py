@@ -28,10 +28,13 @@ from liya.engine.v1 import (
     config_service_pb2_grpc,
     inference_service_pb2,
     inference_service_pb2_grpc,
+    usage_service_pb2,
+    usage_service_pb2_grpc,
 )
 from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
+from liya_engine.api.usage_servicer import UsageServicer
 from liya_engine.bootstrap import build_cipher
 from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.config.ports import ConfigStore, SaltStore
@@ -46,12 +49,16 @@ from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
 from liya_engine.tracing import setup as tracing_setup
+from liya_engine.usage.ledger import NoLedger, UsageLedger
+from liya_engine.usage.listing import UsageReports
+from liya_engine.usage.ports import UsageStore
 
 log = logging.getLogger("liya_engine")
 
 SERVICE_NAMES = (
     config_service_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name,
     inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
+    usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
 )
 LIVENESS_SERVICE = "liveness"  # health name that stays SERVING while the process runs
 # Young collections every 10,000 net allocations instead of 700, and a full one
@@ -73,8 +80,11 @@ class Services:
     tenants: TenantCache
     inference: InferenceService
     verifier: TokenVerifier
+    ledger: UsageLedger | NoLedger
+    usage: UsageReports
 
     async def aclose(self) -> None:
+        await self.ledger.close()  # calls have drained: write what they added
         for adapter in self.inference.adapters.values():
             await adapter.aclose()
         await self.db.dispose()
@@ -106,8 +116,32 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         ttl_seconds=settings.config_cache_ttl_seconds,
     )
     adapters = build_adapters(azure_endpoints=EndpointPolicy.from_settings(settings))
-    inference = InferenceService(tenants, adapters, catalog, settings, metrics)
-    return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
+    usage_store: UsageStore = db
+    ledger = (
+        UsageLedger(
+            usage_store,
+            metrics,
+            flush_seconds=settings.usage_flush_seconds,
+            max_keys=settings.usage_max_pending_keys,
+        )
+        if settings.usage_ledger
+        else NoLedger()
+    )
+    inference = InferenceService(tenants, adapters, catalog, settings, metrics, ledger)
+    reports = UsageReports(usage_store, ledger, tenants)
+    return Services(
+        settings=settings,
+        db=db,
+        metrics=metrics,
+        cipher=cipher,
+        catalog=catalog,
+        configs=configs,
+        tenants=tenants,
+        inference=inference,
+        verifier=verifier,
+        ledger=ledger,
+        usage=reports,
+    )
 
 
 def metrics_address_for_worker(address: str, worker_index: int) -> str:
@@ -244,6 +278,11 @@ async def start_server(
         InferenceServicer(services.inference),
         server,
     )
+    guard.register(
+        usage_service_pb2_grpc.add_UsageServiceServicer_to_server,
+        UsageServicer(services.usage),
+        server,
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -262,6 +301,7 @@ async def start_server(
             await asyncio.to_thread(traces.stop)
         raise OSError(f"cannot listen on {settings.listen_address}: {exc}") from None
     await server.start()
+    services.ledger.start()
     running = RunningServer(server, port, services, health_servicer)
     running.tracing = traces
     await running.listen_for_changes()
@@ -293,6 +333,8 @@ def log_settings_in_effect(settings: Settings) -> None:
             "development setting on: LIYA_ALLOW_INSECURE_ENDPOINTS=true "
             "(Azure endpoints may be loopback http URLs; never in production)"
         )
+    if not settings.usage_ledger:
+        log.warning("setting on: LIYA_USAGE_LEDGER=false (no usage recorded, budgets not enforced)")
     if settings.azure_allow_private_addresses:
         log.warning(
             "setting on: tenants' Azure endpoints may resolve to private addresses "

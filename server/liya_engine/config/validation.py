@@ -146,6 +146,12 @@ def check_cost_limit(path: str, value: float) -> list[FieldViolation]:
     return []
 
 
+def check_budget(path: str, value: float) -> list[FieldViolation]:
+    if not math.isfinite(value) or value < 0:
+        return [FieldViolation(path, "must be a finite number, 0 or more")]
+    return []
+
+
 def check_complete(config: TenantConfig) -> list[FieldViolation]:
     """Whole-config rules that single fields cannot check."""
     out: list[FieldViolation] = []

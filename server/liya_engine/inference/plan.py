@@ -1,4 +1,5 @@
-"""Planning a call: which provider, model, credentials, max_tokens and budget.
+"""Planning a call: which provider, model, credentials, max_tokens, upstream
+timeout, and whether the monthly budget lets it through.
 
 No I/O of its own: it works on a tenant already read (``ResolvedTenant``; a
 key is decrypted in memory on first use) and the service's settings.
@@ -31,6 +32,7 @@ from liya_engine.routing.router import (
     provider_for_model,
 )
 from liya_engine.settings import Settings
+from liya_engine.usage.budget import check_budget
 
 DEADLINE_MARGIN_SECONDS = 0.05
 _ENDPOINT_FIELD = "provider_config.azure.endpoint"
@@ -46,6 +48,9 @@ class Plan:
     model_info: ModelInfo | None
     mode: str
     caller_bound: bool  # the caller's deadline, not our own budget, limits the call
+    tenant_id: str = ""
+    intent: str = ""  # the rollup intent of the usage ledger
+    reserved_usd: float = 0.0  # the worst case held against the monthly budget
 
 
 def managed_credentials(settings: Settings) -> dict[str, Credentials]:
@@ -99,8 +104,10 @@ class Planner:
         *,
         check_cost: bool = True,
         default_model_only: bool = False,
+        spent_usd: float | None = None,
     ) -> Plan:
-        """The plan of ``call``; raises the routing, cost and deadline errors."""
+        """The plan of ``call``; raises the routing, cost, budget and deadline
+        errors. ``spent_usd`` is the month-to-date cost when a budget is set."""
         cfg = tenant.config
         available = available_providers(cfg, self.managed_providers)
         if not available:
@@ -141,6 +148,12 @@ class Planner:
             )
         elif max_tokens is None:
             max_tokens = self._catalog.default_max_output_tokens
+        reserved = 0.0
+        budget = cfg.model.monthly_budget_usd
+        if budget is not None and spent_usd is not None:  # after the cost limit, which wins
+            reserved = check_budget(
+                budget, spent_usd, info, call.messages, max_tokens, model=model, provider=provider
+            )
         timeout, caller_bound = self._budget(deadline)
         request = ProviderRequest(
             model=model,
@@ -149,7 +162,9 @@ class Planner:
             timeout=timeout,
             temperature=call.temperature,
         )
-        return Plan(creds, request, info, cfg.mode, caller_bound)
+        return Plan(
+            creds, request, info, cfg.mode, caller_bound, cfg.tenant_id, call.intent, reserved
+        )
 
     def _default_model(self, cfg: TenantConfig, serving: str) -> str:
         if cfg.mode == MODE_MANAGED:

@@ -44,6 +44,7 @@ def config_columns(config: TenantConfig) -> dict[str, object]:
         "strategy": config.model.strategy,
         "overrides": dict(config.model.overrides),
         "cost_limit_usd": config.model.cost_limit_usd_per_request,
+        "monthly_budget_usd": config.model.monthly_budget_usd,
         "update_time": config.update_time,
     }
 
@@ -66,6 +67,7 @@ def _read_config_query() -> Select:
             t.c.strategy,
             t.c.overrides,
             t.c.cost_limit_usd,
+            t.c.monthly_budget_usd,
             t.c.update_time,
             p.c.provider,
             *(p.c[name] for name in PROVIDER_COLUMNS),
@@ -100,6 +102,7 @@ def config_from_rows(tenant_id: str, rows: Sequence) -> TenantConfig | None:
             strategy=first.strategy,
             overrides=dict(first.overrides or {}),
             cost_limit_usd_per_request=first.cost_limit_usd,
+            monthly_budget_usd=first.monthly_budget_usd,
         ),
         update_time=utc(first.update_time),
     )

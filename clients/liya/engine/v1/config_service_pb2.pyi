@@ -66,7 +66,7 @@ class AzureOpenAIConfig(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., endpoint: _Optional[str] = ..., deployment_name: _Optional[str] = ..., api_version: _Optional[str] = ...) -> None: ...
 
 class ModelConfig(_message.Message):
-    __slots__ = ("strategy", "overrides", "cost_limit_usd_per_request")
+    __slots__ = ("strategy", "overrides", "cost_limit_usd_per_request", "monthly_budget_usd")
     class OverridesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,10 +77,12 @@ class ModelConfig(_message.Message):
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     COST_LIMIT_USD_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
     strategy: str
     overrides: _containers.ScalarMap[str, str]
     cost_limit_usd_per_request: float
-    def __init__(self, strategy: _Optional[str] = ..., overrides: _Optional[_Mapping[str, str]] = ..., cost_limit_usd_per_request: _Optional[float] = ...) -> None: ...
+    monthly_budget_usd: float
+    def __init__(self, strategy: _Optional[str] = ..., overrides: _Optional[_Mapping[str, str]] = ..., cost_limit_usd_per_request: _Optional[float] = ..., monthly_budget_usd: _Optional[float] = ...) -> None: ...
 
 class UpdateConfigResponse(_message.Message):
     __slots__ = ("config", "warnings")
