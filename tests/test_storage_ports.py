@@ -52,6 +52,7 @@ def every_field_set(tenant: str, version: int, tag: str) -> TenantConfig:
             strategy="quality-optimised" if version % 2 else "latency-optimised",
             overrides={"general_chat": f"gpt-4o-{tag}", "code": f"claude-{tag}", "é": "ü"},
             cost_limit_usd_per_request=0.125 * version,
+            monthly_budget_usd=100.5 * version,
         ),
         update_time=datetime(2026, 11, 27, 12, 0, version, 123456, tzinfo=UTC),
     )
