@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from test_metrics_conventions import read_metrics, value
 
-from helpers import auth, details_of
+from helpers import auth, details_of, free_port
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya.engine.v1 import usage_service_pb2 as upb
@@ -227,8 +228,11 @@ async def point_at(db, url) -> None:
 @pytest.mark.postgres
 async def test_a_database_outage_keeps_the_counts_and_retries(servers, fake, postgres_url):
     servers.base_env["LIYA_DATABASE_URL"] = postgres_url
+    port = free_port()
     running, s = await servers.start(
-        LIYA_USAGE_FLUSH_SECONDS=str(FLUSH), LIYA_CONFIG_CACHE_TTL_SECONDS="60"
+        LIYA_USAGE_FLUSH_SECONDS=str(FLUSH),
+        LIYA_CONFIG_CACHE_TTL_SECONDS="60",
+        LIYA_METRICS_ADDRESS=f"127.0.0.1:{port}",
     )
     await configure(s, "acme")
     expected = Expected()
@@ -247,13 +251,15 @@ async def test_a_database_outage_keeps_the_counts_and_retries(servers, fake, pos
         if metrics.usage_flush_failures._value.get() >= 2:
             break
         await asyncio.sleep(0.05)
-    assert metrics.usage_flush_failures._value.get() >= 2  # tried, failed, kept, tried again
-    assert metrics.usage_dropped._value.get() == 0
-    lag = running.services.ledger.flush_lag()
-    assert lag >= FLUSH  # the lag metric shows the outage
+    exported = await read_metrics(port)
+    assert value(exported, "liya_usage_flush_failures_total") >= 2  # failed, kept, tried again
+    assert value(exported, "liya_usage_dropped_calls_total") == 0
+    lag = value(exported, "liya_usage_flush_lag_seconds")
+    assert lag >= FLUSH  # the lag shows the outage
     await point_at(db, good)
     await wait_listed(s, "acme", expected, FLUSH + 1)
-    assert running.services.ledger.flush_lag() < lag
+    await asyncio.sleep(FLUSH)
+    assert value(await read_metrics(port), "liya_usage_flush_lag_seconds") < lag
 
 
 async def test_a_full_aggregate_drops_new_rows_and_counts_them(servers, fake):
