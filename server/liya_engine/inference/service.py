@@ -5,8 +5,10 @@ deadline comes in as seconds so the provider call never outlives the caller.
 A call is checked (``checks``) before anything is read or sent, planned
 (``plan``: provider, model, credentials, cost bound, budget), made through the
 provider's adapter (``ports.ProviderAdapter``) and accounted (usage, cost,
-latency, metrics). Each provider call has a client span while tracing is on
-(``liya_engine.tracing.provider``; ``None`` and no work while it is off).
+latency, metrics, and the usage ledger, ``ports.UsageRecorder``: every call
+that reached a provider, whatever its outcome). Each provider call has a
+client span while tracing is on (``liya_engine.tracing.provider``; ``None``
+and no work while it is off).
 """
 
 from __future__ import annotations

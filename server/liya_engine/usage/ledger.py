@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from liya_engine.metrics import Metrics
@@ -63,8 +63,10 @@ class UsageLedger:
         flush_seconds: float,
         max_keys: int,
         max_cached_tenants: int = 50_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._clock = clock  # UTC seconds: which day and month a call counts in
         self._interval = flush_seconds
         self._max_keys = max_keys
         self._max_cached = max_cached_tenants
@@ -107,7 +109,7 @@ class UsageLedger:
         """Add one call that reached a provider; release its reservation."""
         if reserved_usd:
             self._release(tenant_id, reserved_usd)
-        now = time.time()
+        now = self._clock()
         if now >= self._day_ends:
             self._new_day(now)
         key = (tenant_id, self._day, provider, model, intent, mode)
@@ -142,7 +144,7 @@ class UsageLedger:
     async def spent(self, tenant_id: str) -> float:
         """The tenant's month-to-date cost as this replica knows it. Reads the
         store only when the tenant's stored total is not cached."""
-        now = time.time()
+        now = self._clock()
         if now >= self._day_ends:
             self._new_day(now)
         entry = self._stored.get(tenant_id)
@@ -154,8 +156,8 @@ class UsageLedger:
     async def month_to_date(self, tenant_id: str) -> float:
         """The month's cost as stored now plus what this replica has not
         written yet (no reservations): what ``ListDailyUsage`` shows."""
-        if time.time() >= self._day_ends:
-            self._new_day(time.time())
+        if self._clock() >= self._day_ends:
+            self._new_day(self._clock())
         return await self._read_stored(tenant_id) + self._unflushed.get(tenant_id, 0.0)
 
     async def _read_stored(self, tenant_id: str) -> float:
@@ -189,8 +191,8 @@ class UsageLedger:
 
     def resets_at(self) -> datetime:
         """When the current month's budget starts over (the next month's start, UTC)."""
-        if time.time() >= self._day_ends:
-            self._new_day(time.time())
+        if self._clock() >= self._day_ends:
+            self._new_day(self._clock())
         end = self._month[1]
         return datetime(end.year, end.month, end.day, tzinfo=UTC)
 
