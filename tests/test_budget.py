@@ -164,3 +164,15 @@ async def test_the_budget_counts_what_another_replica_wrote(servers, fake):
     d = details_of(err.value)
     assert d.reason == "BUDGET_EXCEEDED"
     assert float(d.metadata["spent_usd"]) == pytest.approx(spent, abs=1e-6)
+
+
+async def test_an_unpriced_model_under_a_budget_says_what_to_set(stubs, fake):
+    await configure(stubs, "t", monthly_budget_usd=5.0, overrides={"general_chat": "my-model"})
+    before = len(fake.requests)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await complete(stubs, "t")
+    d = details_of(err.value)
+    assert (d.code, d.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "COST_LIMIT_EXCEEDED")
+    assert "'my-model' has no price" in d.message
+    assert "model_config.prices" in d.message and FIELD in d.message
+    assert len(fake.requests) == before

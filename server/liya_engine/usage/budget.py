@@ -62,7 +62,8 @@ def check_budget(
     if price is None:
         raise CostLimitExceeded(
             f"model {model!r} has no price, so a call cannot be kept within the monthly "
-            f"budget of ${budget_usd:g}: give the model a price or remove {BUDGET_FIELD}",
+            f"budget of ${budget_usd:g}: set provider_config.azure.model or "
+            f"model_config.prices, or remove {BUDGET_FIELD}",
             metadata={"model": model, "provider": provider, "budget_usd": f"{budget_usd:.6f}"},
         )
     worst = worst_case_usd(price, messages, max_tokens)
