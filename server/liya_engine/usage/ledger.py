@@ -211,7 +211,8 @@ class UsageLedger:
     async def close(self) -> None:
         """Stop the flush task and write what is left (graceful stop)."""
         if self._task is not None:
-            self._task.cancel()
+            async with self._lock:  # never cancel the task in the middle of a flush
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if not await self.flush() and self._pending:
@@ -235,6 +236,9 @@ class UsageLedger:
                 self._pending = {}
                 try:
                     await self._store.add_usage(batch)
+                except asyncio.CancelledError:
+                    self._put_back(batch)  # maybe written, maybe not: kept, as for a failure
+                    raise
                 except Exception as exc:
                     self._put_back(batch)
                     self._failures_metric.inc()
