@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import inspect
 
+from helpers import head_revision
 from liya_engine.config.model import (
     Change,
     ModelSettings,
@@ -25,22 +26,11 @@ from liya_engine.routing.catalog import Catalog
 from liya_engine.secret import Secret
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
-from liya_engine.storage.migrations import MIGRATIONS_DIR
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def _head_revision() -> str:
-    """The one head of the migration scripts (several heads would raise)."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return ScriptDirectory.from_config(cfg).get_current_head()
-
-
-HEAD = _head_revision()
+HEAD = head_revision()
 
 
 @pytest.fixture
