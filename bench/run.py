@@ -28,17 +28,14 @@ CPU per request of the server, the fake and the clients (from /proc); the
 server's RSS. Then RSS before and after ``--rss-tenants`` distinct tenants made
 a call, the issue's targets as ratios, a table, and JSON under bench/results/.
 ``--profile`` samples the server with py-spy during an extra G block.
-``--tracing`` runs instead warm G blocks alternately on a server with tracing
-off and one with tracing on (``tracing_ab``).
+``--tracing`` (``--ledger``) runs instead warm G blocks alternately with tracing
+(the usage ledger) off and on, on two servers (``tracing_ab``, ``ledger_ab``).
 
-This module is the orchestration: the command line, the phases of a run and
-the order of the blocks. The other jobs have their own modules: ``harness``
-(the processes), ``loadgen`` (the client workers' load loops), ``blocks`` (one
-measured block), ``seeding`` (the tenants), ``procstats`` (CPU, RSS, profiles,
-the machine) and ``report`` (figures, targets, tables, JSON).
-
-Run ``python bench/run.py --help`` for the knobs; see bench/README.md for how
-to read the figures.
+This module is the orchestration (command line, phases, order of the blocks);
+``harness`` (processes), ``loadgen`` (load loops), ``blocks`` (one measured
+block), ``seeding``, ``procstats`` (CPU, RSS, profiles) and ``report`` do the
+rest. ``python bench/run.py --help`` lists the knobs; bench/README.md explains
+the figures.
 """
 
 from __future__ import annotations
@@ -51,6 +48,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import ledger_ab
+import tracing_ab
 from blocks import Block, run_block, run_count
 from common import (
     ADJACENT,
@@ -65,8 +64,6 @@ from harness import Bench, tail
 from procstats import machine_info, profile_server
 from report import Results, summarise, write_report
 from seeding import create_pg_database, seed_database
-from tracing_ab import compare as compare_tracing
-from tracing_ab import report as report_tracing
 
 
 def block_order(round_index: int) -> list[str]:
@@ -149,6 +146,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only the tracing cost: warm G blocks, tracing off and on alternately "
         "(rounds 4, quick 2; window 3, quick 1.5; ramp 0.2)",
     )
+    p.add_argument("--ledger", action="store_true", help="only the ledger's cost, as --tracing")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = p.parse_args(argv)
@@ -161,7 +159,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "rss_tenants": 1_000 if quick else RSS_TARGET_TENANTS,
         "profile_seconds": 4.0 if quick else 10.0,
     }
-    if args.tracing:
+    if args.tracing or args.ledger:
         # Pairs of blocks; a short ramp, since spans of the ramp's calls are
         # exported (and charged) in the window; only the warm tenant is called.
         defaults.update(
@@ -190,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     bench = Bench(args)
     try:
-        return run_tracing(bench, stamp) if args.tracing else run(bench, stamp, started)
+        if args.tracing or args.ledger:
+            return run_ab(bench, stamp, ledger_ab if args.ledger else tracing_ab)
+        return run(bench, stamp, started)
     except BenchError as exc:
         log(f"error: {exc}")
         return 1
@@ -240,13 +240,14 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     return 0
 
 
-def run_tracing(bench: Bench, stamp: str) -> int:
-    """``--tracing``: the database, the fake and the clients, then the comparison."""
+def run_ab(bench: Bench, stamp: str, ab: Any) -> int:
+    """``--tracing`` or ``--ledger``: the database, the fake and the clients,
+    then the comparison (``ab``: ``tracing_ab`` or ``ledger_ab``)."""
     seed_phase(bench)
     bench.start_fake()
     bench.start_clients()
-    figures = compare_tracing(bench)
-    report_tracing(figures, None if bench.args.no_save else RESULTS_DIR, stamp)
+    figures = ab.compare(bench)
+    ab.report(figures, None if bench.args.no_save else RESULTS_DIR, stamp)
     return 0
 
 

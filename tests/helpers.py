@@ -44,6 +44,18 @@ def test_env(db_url: str, **overrides: str) -> dict[str, str]:
 test_env.__test__ = False  # a helper, not a test, despite its name
 
 
+def head_revision() -> str:
+    """The one head of the migration scripts (several heads would raise)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from liya_engine.storage.migrations import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
 def token(tenant: str, sub: str | None = None, settings: Settings | None = None) -> str:
     settings = settings or Settings.from_env({"LIYA_JWT_HS256_SECRET": JWT_SECRET})
     return mint_token(settings, tenant=tenant, sub=sub)

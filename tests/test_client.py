@@ -536,7 +536,7 @@ def test_channel_options_match_the_server_keepalive():
     assert options["grpc.enable_retries"] == 1
     config = json.loads(options["grpc.service_config"])
     retried = {n["method"] for mc in config["methodConfig"] for n in mc["name"]}
-    assert retried == {"GetMaskedConfig", "ListAuditEntries", "VerifyConfig"}
+    assert retried == {"GetMaskedConfig", "ListAuditEntries", "VerifyConfig", "ListDailyUsage"}
     assert dict(lc.channel_options({"grpc.enable_retries": 0}))["grpc.enable_retries"] == 0
 
 

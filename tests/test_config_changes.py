@@ -359,7 +359,7 @@ def test_the_unknown_path_message_lists_the_paths():
         "unknown path 'provider_config.foo'; paths are "
         "provider_config[.mode|.openai|.anthropic|.azure[.field]] "
         "or model_config[.strategy|.overrides[.intent]|.cost_limit_usd_per_request"
-        "|.prices[.model]]"
+        "|.prices[.model]|.monthly_budget_usd]"
     )
 
 

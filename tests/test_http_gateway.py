@@ -29,9 +29,7 @@ COMPLETIONS = "/v1/completions"
 HELLO = json.dumps({"intent": "general_chat", "messages": [{"role": "user", "content": "hi"}]})
 KEY = "sk-proj-" + "H" * 40 + "t9u8"
 
-# DESIGN.md "Every caller". When UsageService is served, add
-# "/liya.engine.v1.UsageService/ListDailyUsage": ("GET", "/dashboard/account/usage"):
-# the surface routes it from its annotation with no other change.
+# DESIGN.md "Every caller": the surface routes each from its annotation.
 DESIGN_ROUTES = {
     "/liya.engine.v1.ConfigService/UpdateConfig": ("PATCH", CONFIG),
     "/liya.engine.v1.ConfigService/GetMaskedConfig": ("GET", CONFIG),
@@ -39,6 +37,7 @@ DESIGN_ROUTES = {
     "/liya.engine.v1.ConfigService/ListAuditEntries": ("GET", CONFIG + "/audit-entries"),
     "/liya.engine.v1.InferenceService/Complete": ("POST", COMPLETIONS),
     "/liya.engine.v1.InferenceService/CompleteStream": ("POST", COMPLETIONS + ":stream"),
+    "/liya.engine.v1.UsageService/ListDailyUsage": ("GET", "/dashboard/account/usage"),
 }
 
 

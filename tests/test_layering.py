@@ -1,4 +1,4 @@
-"""The domain (config, inference, routing) loads no transport, storage or SDK.
+"""The domain (config, inference, routing, usage) loads no transport, storage or SDK.
 
 Each domain module is imported in a fresh interpreter, so what another test
 imported first cannot hide what the module itself pulls in.
@@ -16,6 +16,7 @@ import pytest
 import liya_engine.config
 import liya_engine.inference
 import liya_engine.routing
+import liya_engine.usage
 
 # The transport, the storage (its drivers, and bootstrap, which wires it in),
 # the HTTP clients and the SDKs.
@@ -37,7 +38,12 @@ FORBIDDEN = (
     "opentelemetry.sdk",
     "opentelemetry.exporter",
 )
-DOMAIN_PACKAGES = (liya_engine.config, liya_engine.inference, liya_engine.routing)
+DOMAIN_PACKAGES = (
+    liya_engine.config,
+    liya_engine.inference,
+    liya_engine.routing,
+    liya_engine.usage,
+)
 
 _PROBE = """
 import importlib, json, sys
@@ -67,6 +73,7 @@ def test_the_domain_has_the_modules_this_test_looks_at():
         "liya_engine.inference.ports",
         "liya_engine.inference.estimate",
         "liya_engine.routing.router",
+        "liya_engine.usage.ledger",
     ):
         assert name in modules
 

@@ -23,6 +23,7 @@ from helpers import (
     canary_key,
     details_of,
     free_port,
+    head_revision,
     hello,
     process_env,
     served_process,
@@ -259,7 +260,11 @@ async def test_start_up_and_shutdown_say_what_the_process_does(tmp_path, fake):
     entries = _entries(log.read_text(), "text")
     assert all("worker" not in e for e in entries)  # a lone process names no worker
     assert _lines(entries) == [
-        ("INFO", "liya_engine", "database schema at revision 0003 (migrated on start)"),
+        (
+            "INFO",
+            "liya_engine",
+            f"database schema at revision {head_revision()} (migrated on start)",
+        ),
         ("INFO", "liya_engine", "keyring: 1 master key(s), primary test-1"),
         (
             "INFO",
@@ -353,7 +358,7 @@ async def test_every_line_of_a_worker_names_it(tmp_path, fake, fmt):
         (
             "INFO",
             "liya_engine.workers",
-            "database schema at revision 0003 (migrated before forking)",
+            f"database schema at revision {head_revision()} (migrated before forking)",
         ),
         ("INFO", "liya_engine", "keyring: 1 master key(s), primary test-1"),
         ("INFO", "liya_engine.workers", "started 2 workers: worker 0 pid P, worker 1 pid P"),

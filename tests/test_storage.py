@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import inspect
 
+from helpers import head_revision
 from liya_engine.config.model import (
     Change,
     ModelSettings,
@@ -27,6 +28,9 @@ from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+HEAD = head_revision()
 
 
 @pytest.fixture
@@ -83,7 +87,7 @@ async def test_migrate_is_idempotent(db_url):
     try:
         first = await database.migrate()
         second = await database.migrate()
-        assert first == second == "0003"
+        assert first == second == HEAD
 
         def tables(sync_conn):
             return set(inspect(sync_conn).get_table_names())
@@ -105,7 +109,7 @@ async def test_replicas_migrating_together_all_succeed(db_url):
     databases = [Database(db_url) for _ in range(4)]
     try:
         revisions = await asyncio.gather(*(d.migrate() for d in databases))
-        assert set(revisions) == {"0003"}
+        assert set(revisions) == {HEAD}
     finally:
         for d in databases:
             await d.dispose()
@@ -121,7 +125,7 @@ async def test_plain_driver_urls_get_the_async_driver(db_url):
     database = Database(plain)
     try:
         assert database.url == db_url
-        assert await database.migrate() == "0003"
+        assert await database.migrate() == HEAD
     finally:
         await database.dispose()
 

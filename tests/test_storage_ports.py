@@ -64,6 +64,7 @@ def every_field_set(tenant: str, version: int, tag: str) -> TenantConfig:
                 f"gpt-4o-{tag}": ModelPrice(0.0, 0.0),
                 "gpt-4.1": ModelPrice(2.0 + version, 8.5),
             },
+            monthly_budget_usd=100.5 * version,
         ),
         update_time=datetime(2026, 11, 27, 12, 0, version, 123456, tzinfo=UTC),
     )

@@ -12,6 +12,7 @@ from google.protobuf import json_format
 
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import inference_service_pb2 as ipb
+from liya.engine.v1 import usage_service_pb2 as upb
 
 TokenProvider: TypeAlias = str | Callable[[], str] | Callable[[], Awaitable[str]]
 """A static token, or a callable (sync or async) asked for a fresh token on every call."""
@@ -34,6 +35,7 @@ KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 20_000
 
 _CONFIG_SERVICE = "liya.engine.v1.ConfigService"
+_USAGE_SERVICE = "liya.engine.v1.UsageService"
 
 # Retried only where a second attempt cannot do anything twice: reads, and
 # VerifyConfig (a one-token probe with no side effect on the tenant). Never
@@ -53,6 +55,7 @@ SERVICE_CONFIG: dict[str, Any] = {
                 {"service": _CONFIG_SERVICE, "method": "GetMaskedConfig"},
                 {"service": _CONFIG_SERVICE, "method": "ListAuditEntries"},
                 {"service": _CONFIG_SERVICE, "method": "VerifyConfig"},
+                {"service": _USAGE_SERVICE, "method": "ListDailyUsage"},
             ],
             "retryPolicy": RETRY_POLICY,
         }
@@ -137,6 +140,18 @@ def update_request(
     if validate_only is not None:
         request.validate_only = validate_only
     return request
+
+
+def usage_request(
+    start_date: str, end_date: str, page_size: int, page_token: str
+) -> upb.ListDailyUsageRequest:
+    """A ListDailyUsageRequest; dates as ``YYYY-MM-DD`` strings or ``datetime.date``."""
+    return upb.ListDailyUsageRequest(
+        start_date=str(start_date or ""),
+        end_date=str(end_date or ""),
+        page_size=page_size,
+        page_token=page_token,
+    )
 
 
 def chat_messages(messages: Iterable[MessageLike]) -> list[ipb.ChatMessage]:

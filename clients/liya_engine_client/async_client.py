@@ -25,6 +25,8 @@ from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import config_service_pb2_grpc as cpb_grpc
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya.engine.v1 import inference_service_pb2_grpc as ipb_grpc
+from liya.engine.v1 import usage_service_pb2 as upb
+from liya.engine.v1 import usage_service_pb2_grpc as upb_grpc
 from liya_engine_client._common import (
     DEFAULT_TIMEOUT,
     ChannelOptions,
@@ -37,6 +39,7 @@ from liya_engine_client._common import (
     channel_options,
     completion_fields,
     update_request,
+    usage_request,
 )
 from liya_engine_client.errors import error_from_rpc
 
@@ -95,6 +98,7 @@ class AsyncLiyaClient(ClientBase):
             self._stubs = (
                 cpb_grpc.ConfigServiceStub(self._channel),
                 ipb_grpc.InferenceServiceStub(self._channel),
+                upb_grpc.UsageServiceStub(self._channel),
             )
         return self._channel
 
@@ -107,6 +111,11 @@ class AsyncLiyaClient(ClientBase):
     def _inference(self) -> ipb_grpc.InferenceServiceStub:
         self.channel  # noqa: B018 - opens the channel in the running loop
         return self._stubs[1]
+
+    @property
+    def _usage(self) -> upb_grpc.UsageServiceStub:
+        self.channel  # noqa: B018 - opens the channel in the running loop
+        return self._stubs[2]
 
     async def __aenter__(self) -> AsyncLiyaClient:
         return self
@@ -205,6 +214,26 @@ class AsyncLiyaClient(ClientBase):
         async for page in self.iter_audit_pages(page_size, timeout=timeout):
             for entry in page.audit_entries:
                 yield entry
+
+    async def list_daily_usage(
+        self,
+        start_date: str = "",
+        end_date: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        *,
+        timeout: float | None = None,
+    ) -> upb.ListDailyUsageResponse:
+        """One page of the tenant's daily usage, newest date first, with the
+        month-to-date cost and the monthly budget.
+
+        Dates are ``YYYY-MM-DD`` (UTC, inclusive; a ``datetime.date`` works
+        too); the defaults are the current month's first day and today. The
+        server returns 100 rows per page unless ``page_size`` says otherwise
+        (at most 1000). Retried on ``UNAVAILABLE``, like the other reads.
+        """
+        request = usage_request(start_date, end_date, page_size, page_token)
+        return await self._unary(self._usage.ListDailyUsage, request, timeout)
 
     async def complete(
         self,

@@ -12,6 +12,8 @@ from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import config_service_pb2_grpc as cpb_grpc
 from liya.engine.v1 import inference_service_pb2 as ipb
 from liya.engine.v1 import inference_service_pb2_grpc as ipb_grpc
+from liya.engine.v1 import usage_service_pb2 as upb
+from liya.engine.v1 import usage_service_pb2_grpc as upb_grpc
 from liya_engine_client._common import (
     DEFAULT_TIMEOUT,
     ChannelOptions,
@@ -24,6 +26,7 @@ from liya_engine_client._common import (
     channel_options,
     completion_fields,
     update_request,
+    usage_request,
 )
 from liya_engine_client.errors import error_from_rpc
 
@@ -56,6 +59,7 @@ class LiyaClient(ClientBase):
         )
         self._config = cpb_grpc.ConfigServiceStub(self.channel)
         self._inference = ipb_grpc.InferenceServiceStub(self.channel)
+        self._usage = upb_grpc.UsageServiceStub(self.channel)
 
     def __enter__(self) -> LiyaClient:
         return self
@@ -141,6 +145,19 @@ class LiyaClient(ClientBase):
         """Every audit entry of the tenant, newest first, fetching pages as needed."""
         for page in self.iter_audit_pages(page_size, timeout=timeout):
             yield from page.audit_entries
+
+    def list_daily_usage(
+        self,
+        start_date: str = "",
+        end_date: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        *,
+        timeout: float | None = None,
+    ) -> upb.ListDailyUsageResponse:
+        """One page of daily usage; see ``AsyncLiyaClient.list_daily_usage``."""
+        request = usage_request(start_date, end_date, page_size, page_token)
+        return self._unary(self._usage.ListDailyUsage, request, timeout)
 
     def complete(
         self,

@@ -27,11 +27,14 @@ from liya.engine.v1 import (
     config_service_pb2_grpc,
     inference_service_pb2,
     inference_service_pb2_grpc,
+    usage_service_pb2,
+    usage_service_pb2_grpc,
 )
 from liya_engine.api import reflection
 from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
+from liya_engine.api.usage_servicer import UsageServicer
 from liya_engine.bootstrap import build_cipher
 from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.config.ports import ConfigStore, SaltStore
@@ -56,12 +59,16 @@ from liya_engine.storage.database import Database
 from liya_engine.storage.deployment_models import DeploymentModelTable
 from liya_engine.storage.health import DatabaseState
 from liya_engine.tracing import setup as tracing_setup
+from liya_engine.usage.ledger import NoLedger, UsageLedger
+from liya_engine.usage.listing import UsageReports
+from liya_engine.usage.ports import UsageStore
 
 log = logging.getLogger("liya_engine")
 
 SERVICE_NAMES = (
     config_service_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name,
     inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
+    usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
 )
 LIVENESS_SERVICE = "liveness"  # health name that stays SERVING while the process runs
 # Young collections every 10,000 net allocations instead of 700, and a full one
@@ -83,8 +90,11 @@ class Services:
     tenants: TenantCache
     inference: InferenceService
     verifier: TokenVerifier
+    ledger: UsageLedger | NoLedger
+    usage: UsageReports
 
     async def aclose(self) -> None:
+        await self.ledger.close()  # calls have drained: write what they added
         for adapter in self.inference.adapters.values():
             await adapter.aclose()
         if self.inference.learned is not None:
@@ -121,8 +131,34 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         azure_endpoints=EndpointPolicy.from_settings(settings), pool=upstream_pool(settings)
     )
     learned = LearnedModels(DeploymentModelTable(lambda: db.engine))
-    inference = InferenceService(tenants, adapters, catalog, settings, metrics, learned)
-    return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
+    usage_store: UsageStore = db
+    ledger = (
+        UsageLedger(
+            usage_store,
+            metrics,
+            flush_seconds=settings.usage_flush_seconds,
+            max_keys=settings.usage_max_pending_keys,
+        )
+        if settings.usage_ledger
+        else NoLedger()
+    )
+    inference = InferenceService(
+        tenants, adapters, catalog, settings, metrics, learned=learned, usage=ledger
+    )
+    reports = UsageReports(usage_store, ledger, tenants)
+    return Services(
+        settings=settings,
+        db=db,
+        metrics=metrics,
+        cipher=cipher,
+        catalog=catalog,
+        configs=configs,
+        tenants=tenants,
+        inference=inference,
+        verifier=verifier,
+        ledger=ledger,
+        usage=reports,
+    )
 
 
 def metrics_address_for_worker(address: str, worker_index: int) -> str:
@@ -271,6 +307,11 @@ async def start_server(
         InferenceServicer(services.inference),
         server,
     )
+    guard.register(
+        usage_service_pb2_grpc.add_UsageServiceServicer_to_server,
+        UsageServicer(services.usage),
+        server,
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable(
@@ -284,6 +325,7 @@ async def start_server(
             await asyncio.to_thread(traces.stop)
         raise OSError(f"cannot listen on {settings.listen_address}: {exc}") from None
     await server.start()
+    services.ledger.start()
     running = RunningServer(server, port, services, health_servicer)
     running.tracing = traces
     if settings.http_listen_address:
@@ -332,6 +374,8 @@ def log_settings_in_effect(settings: Settings) -> None:
             "(Azure endpoints may be loopback http URLs; never in production)"
         )
     warn_about_limits(settings)
+    if not settings.usage_ledger:
+        log.warning("setting on: LIYA_USAGE_LEDGER=false (no usage recorded, budgets not enforced)")
     if settings.azure_allow_private_addresses:
         log.warning(
             "setting on: tenants' Azure endpoints may resolve to private addresses "

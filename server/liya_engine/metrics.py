@@ -153,6 +153,21 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.usage_dropped = Counter(
+            "liya_usage_dropped_calls_total",
+            "Calls left out of the usage ledger: the unwritten aggregate was full",
+            registry=registry,
+        )
+        self.usage_flush_failures = Counter(
+            "liya_usage_flush_failures_total",
+            "Usage ledger flushes that failed (their totals are kept and retried)",
+            registry=registry,
+        )
+        self.usage_flush_lag = Gauge(
+            "liya_usage_flush_lag_seconds",
+            "Seconds since the usage ledger last had everything written to the database",
+            registry=registry,
+        )
         self._models: set[str] = set()
         self._children: dict[tuple, object] = {}
         # Per method: (in-flight child, its labels).

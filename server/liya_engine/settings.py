@@ -247,6 +247,15 @@ class Settings:
         2.0,
         "the longest a cached tenant config is used before it is re-read",
     )
+    usage_flush_seconds: float = setting(
+        "LIYA_USAGE_FLUSH_SECONDS", number(minimum=0.05), 1.0, "how often usage is written"
+    )
+    usage_max_pending_keys: int = setting(
+        "LIYA_USAGE_MAX_PENDING_KEYS", integer(minimum=1), 100_000, "unwritten usage rows kept"
+    )
+    usage_ledger: bool = setting(
+        "LIYA_USAGE_LEDGER", boolean, True, "false: no usage ledger, no budgets (benchmarks)"
+    )
     catalog_file: str | None = setting(
         "LIYA_CATALOG_FILE", text, None, "model catalog to use instead of the packaged one"
     )

@@ -3,8 +3,9 @@
 Every error answer is a ``google.rpc.Status`` with exactly one ``ErrorInfo``
 (domain ``liyaengine.ai``), plus ``BadRequest`` for field violations (at most
 ``MAX_FIELD_VIOLATIONS``), ``RetryInfo`` when the error says when to retry, and
-``QuotaFailure`` for provider quota errors. The status code and the reason come
-from the error's class (``liya_engine.errors``); there is no table here.
+``QuotaFailure`` for provider quota errors and the monthly budget. The status
+code and the reason come from the error's class (``liya_engine.errors``);
+there is no table here.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
     )
 
 
+def _quota_subject(exc: errors.LiyaError) -> str | None:
+    """What ran out, for the errors that carry a QuotaFailure."""
+    if isinstance(exc, errors.ProviderQuotaExceeded):
+        return f"provider:{exc.provider}"
+    if isinstance(exc, errors.BudgetExceeded):
+        return "model_config.monthly_budget_usd"
+    return None
+
+
 def error_status(exc: errors.LiyaError, request_id: str) -> grpc.Status:
     """Build the status for a domain error."""
     metadata = dict(exc.metadata)
@@ -72,13 +82,14 @@ def error_status(exc: errors.LiyaError, request_id: str) -> grpc.Status:
         )
     if exc.retry_after is not None:
         details.append(_pack(_retry_info(exc.retry_after)))
-    if isinstance(exc, errors.ProviderQuotaExceeded):
+    subject = _quota_subject(exc)
+    if subject is not None:
         details.append(
             _pack(
                 error_details_pb2.QuotaFailure(
                     violations=[
                         error_details_pb2.QuotaFailure.Violation(
-                            subject=f"provider:{exc.provider}", description=exc.message
+                            subject=subject, description=exc.message
                         )
                     ]
                 )

@@ -194,6 +194,7 @@ class ModelFieldRule:
 MODEL_FIELD_RULES: Mapping[str, ModelFieldRule] = {
     "strategy": ModelFieldRule(v.check_strategy, v.normalise_strategy),
     "cost_limit_usd_per_request": ModelFieldRule(v.check_cost_limit, float),
+    "monthly_budget_usd": ModelFieldRule(v.check_budget, float),
 }
 
 

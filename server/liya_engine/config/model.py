@@ -35,7 +35,13 @@ PROVIDER_FIELDS: Final = {
 }
 """Each provider message's fields, in proto order. Every field but the key is a
 ``StoredProvider`` attribute of the same name."""
-MODEL_FIELDS: Final = ("strategy", "overrides", "cost_limit_usd_per_request", "prices")
+MODEL_FIELDS: Final = (
+    "strategy",
+    "overrides",
+    "cost_limit_usd_per_request",
+    "prices",
+    "monthly_budget_usd",
+)
 """``ModelConfig``'s fields, in proto order; each a ``ModelSettings`` attribute."""
 MODEL_MAPS: Final = {"overrides": "intent", "prices": "model"}
 """The map fields of ``ModelConfig`` and what their keys name. Without a mask,
@@ -87,6 +93,7 @@ class ModelSettings:
     overrides: dict[str, str] = field(default_factory=dict)
     cost_limit_usd_per_request: float | None = None
     prices: dict[str, ModelPrice] = field(default_factory=dict)
+    monthly_budget_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

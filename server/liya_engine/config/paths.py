@@ -7,7 +7,8 @@ Paths name fields as ``UpdateConfigRequest.update_mask`` and audit entries do:
     provider_config.<provider>              openai, anthropic, azure
     provider_config.<provider>.<field>      a field of that provider's message
     model_config
-    model_config.<field>                    strategy, cost_limit_usd_per_request
+    model_config.<field>                    strategy, cost_limit_usd_per_request,
+                                            monthly_budget_usd
     model_config.<map>                      overrides
     model_config.<map>.<key>                one entry, such as overrides.general_chat
                                             or prices.`gpt-4.1`

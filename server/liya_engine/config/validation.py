@@ -190,6 +190,12 @@ def stored_price(price: ModelPrice) -> ModelPrice:
     return ModelPrice(float(price.input_usd_per_million), float(price.output_usd_per_million))  # type: ignore[arg-type]
 
 
+def check_budget(path: str, value: float) -> list[FieldViolation]:
+    if not math.isfinite(value) or value < 0:
+        return [FieldViolation(path, "must be a finite number, 0 or more")]
+    return []
+
+
 def check_complete(config: TenantConfig) -> list[FieldViolation]:
     """Whole-config rules that single fields cannot check."""
     out: list[FieldViolation] = []

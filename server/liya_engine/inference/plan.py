@@ -1,4 +1,5 @@
-"""Planning a call: which provider, model, credentials, max_tokens and budget.
+"""Planning a call: which provider, model, credentials, max_tokens, upstream
+timeout, and whether the monthly budget lets it through.
 
 No I/O of its own: it works on a tenant already read (``ResolvedTenant``; a
 key is decrypted in memory on first use) and the service's settings.
@@ -32,6 +33,7 @@ from liya_engine.routing.router import (
     provider_for_model,
 )
 from liya_engine.settings import Settings
+from liya_engine.usage.budget import check_budget
 
 DEADLINE_MARGIN_SECONDS = 0.05
 _ENDPOINT_FIELD = "provider_config.azure.endpoint"
@@ -52,6 +54,9 @@ class Plan:
     priced_as: str = ""
     # Azure, with nothing but its answers to say what the deployment runs.
     learns: bool = False
+    tenant_id: str = ""
+    intent: str = ""  # the rollup intent of the usage ledger
+    reserved_usd: float = 0.0  # the worst case held against the monthly budget
 
 
 def managed_credentials(settings: Settings) -> dict[str, Credentials]:
@@ -105,8 +110,10 @@ class Planner:
         *,
         check_cost: bool = True,
         default_model_only: bool = False,
+        spent_usd: float | None = None,
     ) -> Plan:
-        """The plan of ``call``; raises the routing, cost and deadline errors."""
+        """The plan of ``call``; raises the routing, cost, budget and deadline
+        errors. ``spent_usd`` is the month-to-date cost when a budget is set."""
         cfg = tenant.config
         available = available_providers(cfg, self.managed_providers)
         if not available:
@@ -150,6 +157,12 @@ class Planner:
             )
         elif max_tokens is None:
             max_tokens = self._catalog.default_max_output_tokens
+        reserved = 0.0
+        budget = cfg.model.monthly_budget_usd
+        if budget is not None and spent_usd is not None:  # after the cost limit, which wins
+            reserved = check_budget(
+                budget, spent_usd, price, call.messages, max_tokens, model=model, provider=provider
+            )
         timeout, caller_bound = self._budget(deadline)
         request = ProviderRequest(
             model=model,
@@ -158,7 +171,19 @@ class Planner:
             timeout=timeout,
             temperature=call.temperature,
         )
-        return Plan(creds, request, price, cfg.mode, caller_bound, tenant, priced_as, learns)
+        return Plan(
+            creds,
+            request,
+            price,
+            cfg.mode,
+            caller_bound,
+            tenant,
+            priced_as,
+            learns,
+            cfg.tenant_id,
+            call.intent,
+            reserved,
+        )
 
     def needs_learned(self, tenant: ResolvedTenant) -> bool:
         """Whether one of the tenant's Azure deployments (its default one, or

@@ -2,7 +2,8 @@
 
 The values of one provider call (``Credentials``, ``Message``,
 ``ProviderRequest``, ``ProviderResult``, ``StreamDelta``, ``StreamEnd``) and
-the ``ProviderAdapter`` Protocol that ``liya_engine.providers`` implements.
+the ``ProviderAdapter`` Protocol that ``liya_engine.providers`` implements,
+and the ``UsageRecorder`` Protocol that ``liya_engine.usage`` implements.
 Pure data and a Protocol: this module imports no SDK, HTTP client or grpc.
 """
 
@@ -103,4 +104,34 @@ class ProviderAdapter(Protocol):
 
     async def aclose(self) -> None:
         """Close pooled connections."""
+        ...
+
+
+class UsageRecorder(Protocol):
+    """Where every call that reached a provider is counted, and what a
+    monthly budget is checked against (``liya_engine.usage.ledger``)."""
+
+    def record(
+        self,
+        tenant_id: str,
+        provider: str,
+        model: str,
+        intent: str,
+        mode: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        failed: bool,
+        reserved_usd: float = 0.0,
+    ) -> None:
+        """Count one call; release the ``reserved_usd`` its budget check held.
+        In memory only: no I/O, no await."""
+        ...
+
+    def reserve(self, tenant_id: str, amount_usd: float) -> None:
+        """Hold a call's worst case against the tenant's budget until recorded."""
+        ...
+
+    async def spent(self, tenant_id: str) -> float:
+        """The tenant's month-to-date cost, held worst cases included."""
         ...

@@ -5,12 +5,16 @@ deadline comes in as seconds so the provider call never outlives the caller.
 A call is checked (``checks``) before anything is read or sent, planned
 (``plan``: provider, model, credentials, cost bound, budget), made through the
 provider's adapter (``ports.ProviderAdapter``) and accounted (usage, cost,
-latency, metrics). Each provider call has a client span while tracing is on
-(``liya_engine.tracing.provider``; ``None`` and no work while it is off).
+latency, metrics, and the usage ledger, ``ports.UsageRecorder``: every call
+that reached a provider, whatever its outcome). Each provider call has a
+client span while tracing is on (``liya_engine.tracing.provider``; ``None``
+and no work while it is off).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping
 
@@ -22,10 +26,17 @@ from liya_engine.errors import (
     ProviderUnavailable,
 )
 from liya_engine.inference.checks import check_call
+from liya_engine.inference.estimate import estimate_prompt_tokens, estimate_text_tokens
 from liya_engine.inference.latency import LatencyTracker
 from liya_engine.inference.learned import LearnedModels
 from liya_engine.inference.plan import Plan, Planner
-from liya_engine.inference.ports import Message, ProviderAdapter, StreamDelta, StreamEnd
+from liya_engine.inference.ports import (
+    Message,
+    ProviderAdapter,
+    StreamDelta,
+    StreamEnd,
+    UsageRecorder,
+)
 from liya_engine.inference.tenants import TenantCache
 from liya_engine.inference.values import (
     Completion,
@@ -40,6 +51,7 @@ from liya_engine.routing import prices
 from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
 from liya_engine.tracing import provider as spans
+from liya_engine.usage.ledger import VERIFY_INTENT, NoLedger
 
 __all__ = [
     "Completion",
@@ -62,9 +74,11 @@ class InferenceService:
         settings: Settings,
         metrics: Metrics,
         learned: LearnedModels | None = None,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self._tenants = tenants
         self.learned = learned
+        self.usage: UsageRecorder = usage or NoLedger()
         self.adapters = adapters
         self._catalog = catalog
         self._metrics = metrics
@@ -87,6 +101,7 @@ class InferenceService:
         except ProviderError as exc:
             raise self._failed(plan, exc, started, traced) from None
         except BaseException as exc:
+            self._interrupted(plan, exc, 0)
             spans.failed(traced, exc)
             raise
         elapsed = time.perf_counter() - started
@@ -106,12 +121,15 @@ class InferenceService:
         traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         stream = adapter.stream(plan.creds, plan.request)
+        produced = 0  # characters of answer so far, -1 once the usage is accounted
         try:
             async for event in stream:
                 if isinstance(event, StreamDelta):
                     if event.text:
+                        produced += len(event.text)
                         yield StreamPiece(delta=event.text)
                 elif isinstance(event, StreamEnd):
+                    produced = -1
                     usage = self._account(
                         plan,
                         event.input_tokens,
@@ -127,8 +145,10 @@ class InferenceService:
                     yield StreamPiece(finish_reason=event.finish_reason, usage=usage)
                     return
         except ProviderError as exc:
-            raise self._failed(plan, exc, started, traced) from None
+            raise self._failed(plan, exc, started, traced, produced) from None
         except BaseException as exc:
+            if produced >= 0:
+                self._interrupted(plan, exc, produced)
             spans.failed(traced, exc)
             raise
         finally:
@@ -143,6 +163,7 @@ class InferenceService:
             ),
             started,
             traced,
+            produced,
         )
 
     async def verify(
@@ -158,6 +179,7 @@ class InferenceService:
         plan = await self._plan(
             tenant_id, call, deadline, check_cost=False, default_model_only=not intent
         )
+        plan = dataclasses.replace(plan, intent=VERIFY_INTENT)  # the ledger's intent
         traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         try:
@@ -165,6 +187,7 @@ class InferenceService:
         except ProviderError as exc:
             raise self._failed(plan, exc, started, traced) from None
         except BaseException as exc:
+            self._interrupted(plan, exc, 0)
             spans.failed(traced, exc)
             raise
         elapsed = time.perf_counter() - started
@@ -194,15 +217,33 @@ class InferenceService:
                 await self.learned.load(tenant)
             else:
                 tenant.learned = {}
-        return self._planner.plan(
-            tenant, call, deadline, check_cost=check_cost, default_model_only=default_model_only
+        spent = None
+        if tenant.config.model.monthly_budget_usd is not None:
+            spent = await self.usage.spent(tenant_id)
+        plan = self._planner.plan(
+            tenant,
+            call,
+            deadline,
+            check_cost=check_cost,
+            default_model_only=default_model_only,
+            spent_usd=spent,
         )
+        if plan.reserved_usd:  # no await since ``spent``: no other call saw this budget
+            self.usage.reserve(tenant_id, plan.reserved_usd)
+        return plan
 
     def _failed(
-        self, plan: Plan, exc: ProviderError, started: float, traced: spans.ProviderCall | None
+        self,
+        plan: Plan,
+        exc: ProviderError,
+        started: float,
+        traced: spans.ProviderCall | None,
+        produced: int = 0,
     ) -> Exception:
-        """Account a failed provider call; return what the caller is to get."""
+        """Account a failed provider call (``produced`` characters of answer
+        came before it failed); return what the caller is to get."""
         elapsed = time.perf_counter() - started
+        self._record(plan, *self._estimated(plan, produced), failed=True)
         self._metrics.provider_call(
             plan.creds.provider, plan.request.model, plan.mode, exc.reason, elapsed
         )
@@ -234,7 +275,7 @@ class InferenceService:
         self.latency.observe(provider, model, elapsed)
         self._metrics.provider_call(provider, model, plan.mode, "", elapsed)
         self._metrics.usage(provider, model, input_tokens, output_tokens, cost, priced=bool(price))
-        return Usage(
+        usage = Usage(
             input_tokens,
             output_tokens,
             round(cost, 10),
@@ -245,6 +286,55 @@ class InferenceService:
             served_model,
             price.source if price else prices.UNPRICED,
         )
+        self.usage.record(
+            plan.tenant_id,
+            provider,
+            model,
+            plan.intent,
+            plan.mode,
+            input_tokens,
+            output_tokens,
+            usage.cost_usd,
+            False,
+            plan.reserved_usd,
+        )
+        return usage
+
+    # -- the usage ledger ---------------------------------------------------------
+
+    def _record(self, plan: Plan, input_tokens: int, output_tokens: int, *, failed: bool) -> None:
+        """Add a call that ended without ``_account`` to the ledger."""
+        cost = plan.price.cost(input_tokens, output_tokens) if plan.price else 0.0
+        self.usage.record(
+            plan.tenant_id,
+            plan.creds.provider,
+            plan.request.model,
+            plan.intent,
+            plan.mode,
+            input_tokens,
+            output_tokens,
+            round(cost, 10),
+            failed,
+            plan.reserved_usd,
+        )
+
+    @staticmethod
+    def _estimated(plan: Plan, produced: int) -> tuple[int, int]:
+        """Tokens of a call that ended before the provider reported usage: none
+        if nothing was produced, else the prompt and the text so far, estimated."""
+        if produced <= 0:
+            return 0, 0
+        return estimate_prompt_tokens(plan.request.messages), estimate_text_tokens(produced)
+
+    def _interrupted(self, plan: Plan, exc: BaseException, produced: int) -> None:
+        """A call that ended by something other than the provider's answer: a
+        cancel (not a failure; the prompt was sent, so it counts, estimated)
+        or an unexpected error (a failure)."""
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            prompt = estimate_prompt_tokens(plan.request.messages)
+            self._record(plan, prompt, estimate_text_tokens(produced), failed=False)
+        else:
+            self._record(plan, *self._estimated(plan, produced), failed=True)
 
 
 def _trace_call(plan: Plan, intent: str) -> spans.ProviderCall | None:

@@ -2,12 +2,14 @@
 
 A small facade over the modules of this package; it implements
 ``config.ports.ConfigStore`` (the hot read and units of work) and
-``config.ports.SaltStore`` (master key salts), and owns the engine.
+``config.ports.SaltStore`` (master key salts) and ``usage.ports.UsageStore``
+(the usage ledger), and owns the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
+from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -21,6 +23,8 @@ from liya_engine.storage.rows import READ_CONFIG, config_from_rows
 from liya_engine.storage.salts import SaltTable
 from liya_engine.storage.sqlite_reader import SqliteReader
 from liya_engine.storage.unit_of_work import UnitOfWork
+from liya_engine.storage.usage import UsageTable
+from liya_engine.usage.ports import DailyUsage, PageKey, RollupKey, Totals
 
 __all__ = ["ChangeListener", "Database", "UnitOfWork"]
 
@@ -78,6 +82,24 @@ class Database:
     async def salts_for(self, key_ids: Iterable[str]) -> dict[str, bytes]:
         """The HKDF salt of each master key id, created on first use."""
         return await SaltTable(self._sessions).salts_for(key_ids)
+
+    async def add_usage(self, deltas: Mapping[RollupKey, Totals]) -> None:
+        """Add a flush of the usage ledger (``storage.usage``)."""
+        await UsageTable(self.engine).add_usage(deltas)
+
+    async def month_costs(
+        self, tenant_ids: Collection[str], start: date, end: date
+    ) -> dict[str, float]:
+        """Each tenant's stored cost in ``[start, end)``."""
+        return await UsageTable(self.engine).month_costs(tenant_ids, start, end)
+
+    async def daily_usage(
+        self, tenant_id: str, start: date, end: date, *, limit: int, after: PageKey | None
+    ) -> list[DailyUsage]:
+        """A page of a tenant's ledger rows, newest day first."""
+        return await UsageTable(self.engine).daily_usage(
+            tenant_id, start, end, limit=limit, after=after
+        )
 
     async def dispose(self) -> None:
         """Close the SQLite reader and every pooled connection."""

@@ -51,6 +51,7 @@ def config_columns(config: TenantConfig) -> dict[str, object]:
         "overrides": dict(config.model.overrides),
         "cost_limit_usd": config.model.cost_limit_usd_per_request,
         "prices": prices_column(config.model.prices),
+        "monthly_budget_usd": config.model.monthly_budget_usd,
         "update_time": config.update_time,
     }
 
@@ -96,6 +97,7 @@ def _read_config_query() -> Select:
             t.c.overrides,
             t.c.cost_limit_usd,
             t.c.prices,
+            t.c.monthly_budget_usd,
             t.c.update_time,
             p.c.provider,
             *(p.c[name] for name in PROVIDER_COLUMNS),
@@ -131,6 +133,7 @@ def config_from_rows(tenant_id: str, rows: Sequence) -> TenantConfig | None:
             overrides=dict(first.overrides or {}),
             cost_limit_usd_per_request=first.cost_limit_usd,
             prices=prices_from_column(first.prices),
+            monthly_budget_usd=first.monthly_budget_usd,
         ),
         update_time=utc(first.update_time),
     )

@@ -3,11 +3,12 @@ change both together."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -37,6 +38,7 @@ class TenantConfigRow(Base):
     cost_limit_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     # model -> {"input_usd_per_million": x, "output_usd_per_million": y}
     prices: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    monthly_budget_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
@@ -94,3 +96,23 @@ class MasterKeySaltRow(Base):
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     salt: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class UsageDailyRow(Base):
+    """The usage ledger: one row per tenant, UTC day, provider, model, intent
+    and mode, with the running totals of that day. Replicas add their deltas
+    with one upsert per row per flush (``storage.usage``)."""
+
+    __tablename__ = "usage_daily"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    usage_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    intent: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    failed_calls: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cost_usd: Mapped[float] = mapped_column(Float, nullable=False)

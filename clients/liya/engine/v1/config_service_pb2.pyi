@@ -70,7 +70,7 @@ class AzureOpenAIConfig(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., endpoint: _Optional[str] = ..., deployment_name: _Optional[str] = ..., api_version: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ModelConfig(_message.Message):
-    __slots__ = ("strategy", "overrides", "cost_limit_usd_per_request", "prices")
+    __slots__ = ("strategy", "overrides", "cost_limit_usd_per_request", "prices", "monthly_budget_usd")
     class OverridesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,11 +89,13 @@ class ModelConfig(_message.Message):
     OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     COST_LIMIT_USD_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     PRICES_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
     strategy: str
     overrides: _containers.ScalarMap[str, str]
     cost_limit_usd_per_request: float
     prices: _containers.MessageMap[str, ModelPrice]
-    def __init__(self, strategy: _Optional[str] = ..., overrides: _Optional[_Mapping[str, str]] = ..., cost_limit_usd_per_request: _Optional[float] = ..., prices: _Optional[_Mapping[str, ModelPrice]] = ...) -> None: ...
+    monthly_budget_usd: float
+    def __init__(self, strategy: _Optional[str] = ..., overrides: _Optional[_Mapping[str, str]] = ..., cost_limit_usd_per_request: _Optional[float] = ..., prices: _Optional[_Mapping[str, ModelPrice]] = ..., monthly_budget_usd: _Optional[float] = ...) -> None: ...
 
 class ModelPrice(_message.Message):
     __slots__ = ("input_usd_per_million", "output_usd_per_million")

@@ -4,3 +4,4 @@ export * from "./google/rpc/status_pb.js";
 export * from "./liya/engine/v1/config_service_pb.js";
 export * from "./liya/engine/v1/error_reason_pb.js";
 export * from "./liya/engine/v1/inference_service_pb.js";
+export * from "./liya/engine/v1/usage_service_pb.js";

@@ -305,7 +305,8 @@ export enum ErrorReason {
    *
    * What to do: retry with backoff; another replica may serve the call.
    *
-   * Metadata: `request_id` only.
+   * Metadata: `request_id`; `provider`, `model` and `mode` when it was a
+   * connection to that provider that could not be had in time.
    *
    * @generated from enum value: SERVER_OVERLOADED = 17;
    */
