@@ -22,6 +22,7 @@ from test_tracing import (  # noqa: F401 - fixtures
 from guide_bodies import BODIES
 from helpers import auth, byok_openai, token
 from liya_engine import cli
+from liya_engine.app import SERVICE_NAMES
 from liya_engine.http.routes import route_for
 
 CONFIG = "/dashboard/account/config"
@@ -88,7 +89,7 @@ async def test_the_routes_are_the_annotations_of_every_served_method(servers):
     pool = descriptor_pool.Default()
     annotated = {
         f"/{service}/{m.name}"
-        for service in ("liya.engine.v1.ConfigService", "liya.engine.v1.InferenceService")
+        for service in SERVICE_NAMES
         for m in pool.FindServiceByName(service).methods
         if route_for(f"/{service}/{m.name}") is not None
     }
