@@ -27,7 +27,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#liya/engine/v1/config_service.proto\x12\x0eliya.engine.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n\x13UpdateConfigRequest\x12\x37\n\x0fprovider_config\x18\x01 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderConfig\x12\x31\n\x0cmodel_config\x18\x02 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\"\xc0\x01\n\x0eProviderConfig\x12\x11\n\x04mode\x18\x01 \x01(\tH\x00\x88\x01\x01\x12,\n\x06openai\x18\x02 \x01(\x0b\x32\x1c.liya.engine.v1.OpenAIConfig\x12\x32\n\tanthropic\x18\x03 \x01(\x0b\x32\x1f.liya.engine.v1.AnthropicConfig\x12\x30\n\x05\x61zure\x18\x04 \x01(\x0b\x32!.liya.engine.v1.AzureOpenAIConfigB\x07\n\x05_mode\"^\n\x0cOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"a\n\x0f\x41nthropicConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"\xb5\x01\n\x11\x41zureOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x65ndpoint\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0f\x64\x65ployment_name\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0b\x61pi_version\x18\x04 \x01(\tH\x03\x88\x01\x01\x42\n\n\x08_api_keyB\x0b\n\t_endpointB\x12\n\x10_deployment_nameB\x0e\n\x0c_api_version\"\xea\x01\n\x0bModelConfig\x12\x15\n\x08strategy\x18\x01 \x01(\tH\x00\x88\x01\x01\x12=\n\toverrides\x18\x02 \x03(\x0b\x32*.liya.engine.v1.ModelConfig.OverridesEntry\x12\'\n\x1a\x63ost_limit_usd_per_request\x18\x03 \x01(\x01H\x01\x88\x01\x01\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_strategyB\x1d\n\x1b_cost_limit_usd_per_request\"V\n\x14UpdateConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x18\n\x16GetMaskedConfigRequest\"G\n\x17GetMaskedConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\"\xce\x02\n\x0cMaskedConfig\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x18\n\x10serving_provider\x18\x02 \x01(\t\x12\x32\n\x06openai\x18\x03 \x01(\x0b\x32\".liya.engine.v1.MaskedOpenAIConfig\x12\x38\n\tanthropic\x18\x04 \x01(\x0b\x32%.liya.engine.v1.MaskedAnthropicConfig\x12\x36\n\x05\x61zure\x18\x05 \x01(\x0b\x32\'.liya.engine.v1.MaskedAzureOpenAIConfig\x12\x31\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x12MaskedOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"[\n\x15MaskedAnthropicConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"\x86\x01\n\x17MaskedAzureOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65ployment_name\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\"%\n\x13VerifyConfigRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\"q\n\x14VerifyConfigResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"@\n\x17ListAuditEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x18ListAuditEntriesResponse\x12\x31\n\raudit_entries\x18\x01 \x03(\x0b\x32\x1a.liya.engine.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xac\x01\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x15\n\rchanged_paths\x18\x05 \x03(\t\x12\x13\n\x0bmode_before\x18\x06 \x01(\t\x12\x12\n\nmode_after\x18\x07 \x01(\t2\x90\x03\n\rConfigService\x12Y\n\x0cUpdateConfig\x12#.liya.engine.v1.UpdateConfigRequest\x1a$.liya.engine.v1.UpdateConfigResponse\x12\x62\n\x0fGetMaskedConfig\x12&.liya.engine.v1.GetMaskedConfigRequest\x1a\'.liya.engine.v1.GetMaskedConfigResponse\x12Y\n\x0cVerifyConfig\x12#.liya.engine.v1.VerifyConfigRequest\x1a$.liya.engine.v1.VerifyConfigResponse\x12\x65\n\x10ListAuditEntries\x12\'.liya.engine.v1.ListAuditEntriesRequest\x1a(.liya.engine.v1.ListAuditEntriesResponseB/\n\x17\x61i.liyaengine.engine.v1B\x12\x43onfigServiceProtoP\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#liya/engine/v1/config_service.proto\x12\x0eliya.engine.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n\x13UpdateConfigRequest\x12\x37\n\x0fprovider_config\x18\x01 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderConfig\x12\x31\n\x0cmodel_config\x18\x02 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\x12\x0e\n\x06verify\x18\x06 \x01(\x08\"\xc0\x01\n\x0eProviderConfig\x12\x11\n\x04mode\x18\x01 \x01(\tH\x00\x88\x01\x01\x12,\n\x06openai\x18\x02 \x01(\x0b\x32\x1c.liya.engine.v1.OpenAIConfig\x12\x32\n\tanthropic\x18\x03 \x01(\x0b\x32\x1f.liya.engine.v1.AnthropicConfig\x12\x30\n\x05\x61zure\x18\x04 \x01(\x0b\x32!.liya.engine.v1.AzureOpenAIConfigB\x07\n\x05_mode\"^\n\x0cOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"a\n\x0f\x41nthropicConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"\xb5\x01\n\x11\x41zureOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x65ndpoint\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0f\x64\x65ployment_name\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0b\x61pi_version\x18\x04 \x01(\tH\x03\x88\x01\x01\x42\n\n\x08_api_keyB\x0b\n\t_endpointB\x12\n\x10_deployment_nameB\x0e\n\x0c_api_version\"\xea\x01\n\x0bModelConfig\x12\x15\n\x08strategy\x18\x01 \x01(\tH\x00\x88\x01\x01\x12=\n\toverrides\x18\x02 \x03(\x0b\x32*.liya.engine.v1.ModelConfig.OverridesEntry\x12\'\n\x1a\x63ost_limit_usd_per_request\x18\x03 \x01(\x01H\x01\x88\x01\x01\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_strategyB\x1d\n\x1b_cost_limit_usd_per_request\"V\n\x14UpdateConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x18\n\x16GetMaskedConfigRequest\"G\n\x17GetMaskedConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\"\xce\x02\n\x0cMaskedConfig\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x18\n\x10serving_provider\x18\x02 \x01(\t\x12\x32\n\x06openai\x18\x03 \x01(\x0b\x32\".liya.engine.v1.MaskedOpenAIConfig\x12\x38\n\tanthropic\x18\x04 \x01(\x0b\x32%.liya.engine.v1.MaskedAnthropicConfig\x12\x36\n\x05\x61zure\x18\x05 \x01(\x0b\x32\'.liya.engine.v1.MaskedAzureOpenAIConfig\x12\x31\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x12MaskedOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12.\n\x06health\x18\x04 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderHealth\"\x8b\x01\n\x15MaskedAnthropicConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12.\n\x06health\x18\x04 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderHealth\"\xb6\x01\n\x17MaskedAzureOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65ployment_name\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12.\n\x06health\x18\x07 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderHealth\"\xfa\x01\n\x0eProviderHealth\x12\r\n\x05state\x18\x01 \x01(\t\x12\x35\n\x11last_success_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_failure_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13last_failure_reason\x18\x04 \x01(\t\x12\x1c\n\x14last_failure_message\x18\x05 \x01(\t\x12\x30\n\x0ckey_set_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x13VerifyConfigRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\"q\n\x14VerifyConfigResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"@\n\x17ListAuditEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x18ListAuditEntriesResponse\x12\x31\n\raudit_entries\x18\x01 \x03(\x0b\x32\x1a.liya.engine.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xac\x01\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x15\n\rchanged_paths\x18\x05 \x03(\t\x12\x13\n\x0bmode_before\x18\x06 \x01(\t\x12\x12\n\nmode_after\x18\x07 \x01(\t2\x90\x03\n\rConfigService\x12Y\n\x0cUpdateConfig\x12#.liya.engine.v1.UpdateConfigRequest\x1a$.liya.engine.v1.UpdateConfigResponse\x12\x62\n\x0fGetMaskedConfig\x12&.liya.engine.v1.GetMaskedConfigRequest\x1a\'.liya.engine.v1.GetMaskedConfigResponse\x12Y\n\x0cVerifyConfig\x12#.liya.engine.v1.VerifyConfigRequest\x1a$.liya.engine.v1.VerifyConfigResponse\x12\x65\n\x10ListAuditEntries\x12\'.liya.engine.v1.ListAuditEntriesRequest\x1a(.liya.engine.v1.ListAuditEntriesResponseB/\n\x17\x61i.liyaengine.engine.v1B\x12\x43onfigServiceProtoP\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,43 +38,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELCONFIG_OVERRIDESENTRY']._loaded_options = None
   _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_options = b'8\001'
   _globals['_UPDATECONFIGREQUEST']._serialized_start=155
-  _globals['_UPDATECONFIGREQUEST']._serialized_end=370
-  _globals['_PROVIDERCONFIG']._serialized_start=373
-  _globals['_PROVIDERCONFIG']._serialized_end=565
-  _globals['_OPENAICONFIG']._serialized_start=567
-  _globals['_OPENAICONFIG']._serialized_end=661
-  _globals['_ANTHROPICCONFIG']._serialized_start=663
-  _globals['_ANTHROPICCONFIG']._serialized_end=760
-  _globals['_AZUREOPENAICONFIG']._serialized_start=763
-  _globals['_AZUREOPENAICONFIG']._serialized_end=944
-  _globals['_MODELCONFIG']._serialized_start=947
-  _globals['_MODELCONFIG']._serialized_end=1181
-  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_start=1089
-  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_end=1137
-  _globals['_UPDATECONFIGRESPONSE']._serialized_start=1183
-  _globals['_UPDATECONFIGRESPONSE']._serialized_end=1269
-  _globals['_GETMASKEDCONFIGREQUEST']._serialized_start=1271
-  _globals['_GETMASKEDCONFIGREQUEST']._serialized_end=1295
-  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_start=1297
-  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_end=1368
-  _globals['_MASKEDCONFIG']._serialized_start=1371
-  _globals['_MASKEDCONFIG']._serialized_end=1705
-  _globals['_MASKEDOPENAICONFIG']._serialized_start=1707
-  _globals['_MASKEDOPENAICONFIG']._serialized_end=1795
-  _globals['_MASKEDANTHROPICCONFIG']._serialized_start=1797
-  _globals['_MASKEDANTHROPICCONFIG']._serialized_end=1888
-  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_start=1891
-  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_end=2025
-  _globals['_VERIFYCONFIGREQUEST']._serialized_start=2027
-  _globals['_VERIFYCONFIGREQUEST']._serialized_end=2064
-  _globals['_VERIFYCONFIGRESPONSE']._serialized_start=2066
-  _globals['_VERIFYCONFIGRESPONSE']._serialized_end=2179
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=2181
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=2245
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=2247
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=2349
-  _globals['_AUDITENTRY']._serialized_start=2352
-  _globals['_AUDITENTRY']._serialized_end=2524
-  _globals['_CONFIGSERVICE']._serialized_start=2527
-  _globals['_CONFIGSERVICE']._serialized_end=2927
+  _globals['_UPDATECONFIGREQUEST']._serialized_end=386
+  _globals['_PROVIDERCONFIG']._serialized_start=389
+  _globals['_PROVIDERCONFIG']._serialized_end=581
+  _globals['_OPENAICONFIG']._serialized_start=583
+  _globals['_OPENAICONFIG']._serialized_end=677
+  _globals['_ANTHROPICCONFIG']._serialized_start=679
+  _globals['_ANTHROPICCONFIG']._serialized_end=776
+  _globals['_AZUREOPENAICONFIG']._serialized_start=779
+  _globals['_AZUREOPENAICONFIG']._serialized_end=960
+  _globals['_MODELCONFIG']._serialized_start=963
+  _globals['_MODELCONFIG']._serialized_end=1197
+  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_start=1105
+  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_end=1153
+  _globals['_UPDATECONFIGRESPONSE']._serialized_start=1199
+  _globals['_UPDATECONFIGRESPONSE']._serialized_end=1285
+  _globals['_GETMASKEDCONFIGREQUEST']._serialized_start=1287
+  _globals['_GETMASKEDCONFIGREQUEST']._serialized_end=1311
+  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_start=1313
+  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_end=1384
+  _globals['_MASKEDCONFIG']._serialized_start=1387
+  _globals['_MASKEDCONFIG']._serialized_end=1721
+  _globals['_MASKEDOPENAICONFIG']._serialized_start=1724
+  _globals['_MASKEDOPENAICONFIG']._serialized_end=1860
+  _globals['_MASKEDANTHROPICCONFIG']._serialized_start=1863
+  _globals['_MASKEDANTHROPICCONFIG']._serialized_end=2002
+  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_start=2005
+  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_end=2187
+  _globals['_PROVIDERHEALTH']._serialized_start=2190
+  _globals['_PROVIDERHEALTH']._serialized_end=2440
+  _globals['_VERIFYCONFIGREQUEST']._serialized_start=2442
+  _globals['_VERIFYCONFIGREQUEST']._serialized_end=2479
+  _globals['_VERIFYCONFIGRESPONSE']._serialized_start=2481
+  _globals['_VERIFYCONFIGRESPONSE']._serialized_end=2594
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=2596
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=2660
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=2662
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=2764
+  _globals['_AUDITENTRY']._serialized_start=2767
+  _globals['_AUDITENTRY']._serialized_end=2939
+  _globals['_CONFIGSERVICE']._serialized_start=2942
+  _globals['_CONFIGSERVICE']._serialized_end=3342
 # @@protoc_insertion_point(module_scope)
