@@ -34,6 +34,9 @@ from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
 from liya_engine.bootstrap import build_cipher
 from liya_engine.config.endpoints import EndpointPolicy
+from liya_engine.config.health import HealthStore
+from liya_engine.config.health_recorder import HealthRecorder
+from liya_engine.config.health_view import HealthView
 from liya_engine.config.ports import ConfigStore, SaltStore
 from liya_engine.config.service import ConfigService
 from liya_engine.crypto.cipher import KeyCipher
@@ -73,6 +76,8 @@ class Services:
     tenants: TenantCache
     inference: InferenceService
     verifier: TokenVerifier
+    health: HealthRecorder
+    health_view: HealthView
 
     async def aclose(self) -> None:
         for adapter in self.inference.adapters.values():
@@ -106,8 +111,25 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         ttl_seconds=settings.config_cache_ttl_seconds,
     )
     adapters = build_adapters(azure_endpoints=EndpointPolicy.from_settings(settings))
-    inference = InferenceService(tenants, adapters, catalog, settings, metrics)
-    return Services(settings, db, metrics, cipher, catalog, configs, tenants, inference, verifier)
+    health_store: HealthStore = db
+    health = HealthRecorder(health_store, metrics.key_health_transition)
+    health_view = HealthView(health_store, health)
+    configs.on_change(health_view.invalidate)
+    inference = InferenceService(tenants, adapters, catalog, settings, metrics, health=health)
+    configs.probe = inference.verify_credentials
+    return Services(
+        settings,
+        db,
+        metrics,
+        cipher,
+        catalog,
+        configs,
+        tenants,
+        inference,
+        verifier,
+        health,
+        health_view,
+    )
 
 
 def metrics_address_for_worker(address: str, worker_index: int) -> str:
@@ -132,6 +154,7 @@ class RunningServer:
         self.services = services
         self.health = health_servicer
         self._probe = asyncio.create_task(self._probe_health())
+        self._health_writer = asyncio.create_task(services.health.run())
         self._listener = None
         self._stopped = False
         self.tracing: tracing_setup.Tracing | None = None
@@ -161,10 +184,17 @@ class RunningServer:
 
     async def listen_for_changes(self) -> None:
         """Drop a tenant's cached config as soon as any replica changes it."""
-        tenants = self.services.tenants
-        self._listener = await self.services.db.listen_for_changes(
-            tenants.invalidate, tenants.clear
-        )
+        tenants, health = self.services.tenants, self.services.health_view
+
+        def changed(tenant_id: str) -> None:
+            tenants.invalidate(tenant_id)
+            health.invalidate(tenant_id)  # health read before new credentials
+
+        def gap() -> None:
+            tenants.clear()
+            health.clear()
+
+        self._listener = await self.services.db.listen_for_changes(changed, gap)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, stop accepting calls, let in-flight calls finish."""
@@ -197,6 +227,10 @@ class RunningServer:
         )
         if self._listener is not None:
             await self._listener.close()
+        self._health_writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._health_writer
+        await self.services.health.flush()  # what the last calls found
         await self.services.aclose()
         if self.tracing is not None:
             # Flushing waits for the exporter; the loop keeps running meanwhile.
@@ -236,7 +270,9 @@ async def start_server(
     guard = CallGuard(services.verifier, services.metrics, access_log=settings.access_log)
     guard.register(
         config_service_pb2_grpc.add_ConfigServiceServicer_to_server,
-        ConfigServicer(services.configs, services.inference, services.tenants),
+        ConfigServicer(
+            services.configs, services.inference, services.tenants, services.health_view
+        ),
         server,
     )
     guard.register(

@@ -46,6 +46,9 @@ class Plan:
     model_info: ModelInfo | None
     mode: str
     caller_bound: bool  # the caller's deadline, not our own budget, limits the call
+    # (tenant, config version) whose key health the outcome updates; None when
+    # it touches none (managed mode, a verify of credentials not stored yet).
+    health: tuple[str, int] | None = None
 
 
 def managed_credentials(settings: Settings) -> dict[str, Credentials]:
@@ -141,7 +144,7 @@ class Planner:
             )
         elif max_tokens is None:
             max_tokens = self._catalog.default_max_output_tokens
-        timeout, caller_bound = self._budget(deadline)
+        timeout, caller_bound = self.budget(deadline)
         request = ProviderRequest(
             model=model,
             messages=call.messages,
@@ -149,7 +152,8 @@ class Planner:
             timeout=timeout,
             temperature=call.temperature,
         )
-        return Plan(creds, request, info, cfg.mode, caller_bound)
+        health = (cfg.tenant_id, cfg.version) if cfg.mode == MODE_BYOK else None
+        return Plan(creds, request, info, cfg.mode, caller_bound, health)
 
     def _default_model(self, cfg: TenantConfig, serving: str) -> str:
         if cfg.mode == MODE_MANAGED:
@@ -194,7 +198,9 @@ class Planner:
         )
         return Credentials(provider, tenant.key(provider), base)  # type: ignore[arg-type]
 
-    def _budget(self, deadline: float | None) -> tuple[float, bool]:
+    def budget(self, deadline: float | None) -> tuple[float, bool]:
+        """The upstream timeout for a call and whether the caller's deadline
+        (rather than the service's own budget) set it."""
         ours = self._settings.upstream_timeout_seconds
         if deadline is None:
             return ours, False

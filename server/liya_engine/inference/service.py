@@ -7,6 +7,8 @@ A call is checked (``checks``) before anything is read or sent, planned
 provider's adapter (``ports.ProviderAdapter``) and accounted (usage, cost,
 latency, metrics). Each provider call has a client span while tracing is on
 (``liya_engine.tracing.provider``; ``None`` and no work while it is off).
+The outcome of each byok call goes to the key health recorder
+(``liya_engine.config.health_recorder``: memory only on this path).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import time
 from collections.abc import AsyncIterator, Mapping
 
 import liya_engine.tracing as tracing
+from liya_engine.config.health import HEALTH_REASONS, shown_message
+from liya_engine.config.health_recorder import HealthRecorder
+from liya_engine.config.verify import TestedCredentials
 from liya_engine.errors import (
     DeadlineExceeded,
     ProviderError,
@@ -25,6 +30,7 @@ from liya_engine.inference.checks import check_call
 from liya_engine.inference.latency import LatencyTracker
 from liya_engine.inference.plan import Plan, Planner
 from liya_engine.inference.ports import Message, ProviderAdapter, StreamDelta, StreamEnd
+from liya_engine.inference.probe import VERIFY_INTENT, probe_plan
 from liya_engine.inference.tenants import TenantCache
 from liya_engine.inference.values import (
     Completion,
@@ -59,8 +65,12 @@ class InferenceService:
         catalog: Catalog,
         settings: Settings,
         metrics: Metrics,
+        *,
+        health: HealthRecorder | None = None,
     ) -> None:
         self._tenants = tenants
+        self._settings = settings
+        self._health = health
         self.adapters = adapters
         self._catalog = catalog
         self._metrics = metrics
@@ -151,7 +161,25 @@ class InferenceService:
         plan = await self._plan(
             tenant_id, call, deadline, check_cost=False, default_model_only=not intent
         )
-        traced = _trace_call(plan, call.intent)
+        return await self._verified(plan, call.intent, request_id)
+
+    async def verify_credentials(
+        self,
+        tenant_id: str,
+        request_id: str,
+        credentials: TestedCredentials,
+        *,
+        deadline: float | None,
+    ) -> None:
+        """UpdateConfig's ``verify``: a minimal real call with credentials not
+        stored yet, answering with the errors a completion would
+        (``config.verify.CredentialsProbe``). Counted under intent ``verify``."""
+        plan = probe_plan(self._planner, self._catalog, self._settings, credentials, deadline)
+        await self._verified(plan, VERIFY_INTENT, request_id)
+
+    async def _verified(self, plan: Plan, intent: str, request_id: str) -> VerifyResult:
+        """Make a verify call (VerifyConfig's or UpdateConfig's) and account it."""
+        traced = _trace_call(plan, intent)
         started = time.perf_counter()
         try:
             result = await self.adapters[plan.creds.provider].complete(plan.creds, plan.request)
@@ -162,6 +190,8 @@ class InferenceService:
             raise
         elapsed = time.perf_counter() - started
         self._metrics.provider_call(plan.creds.provider, plan.request.model, plan.mode, "", elapsed)
+        if plan.health is not None and self._health is not None:
+            self._health.succeeded(plan.health[0], plan.creds.provider, plan.health[1])
         spans.succeeded(
             traced,
             response_model=result.model,
@@ -202,6 +232,11 @@ class InferenceService:
             deadline = DeadlineExceeded()
             spans.failed(traced, deadline)
             return deadline
+        if plan.health is not None and self._health is not None and exc.reason in HEALTH_REASONS:
+            message = shown_message(exc.message, (plan.creds.api_key,))
+            self._health.failed(
+                plan.health[0], plan.creds.provider, plan.health[1], exc.reason, message
+            )
         if not exc.model:
             exc.model = plan.request.model
             exc.metadata.setdefault("model", plan.request.model)
@@ -217,6 +252,8 @@ class InferenceService:
         self.latency.observe(provider, model, elapsed)
         self._metrics.provider_call(provider, model, plan.mode, "", elapsed)
         self._metrics.usage(provider, model, input_tokens, output_tokens, cost)
+        if plan.health is not None and self._health is not None:
+            self._health.succeeded(plan.health[0], provider, plan.health[1])
         return Usage(
             input_tokens, output_tokens, round(cost, 10), provider, model, plan.mode, request_id
         )
