@@ -83,23 +83,23 @@ class HealthRecorder:
         self._store = store
         self._on_transition = on_transition
         self._clock = clock
-        self._entries: dict[Key, LocalHealth] = {}
+        # tenant -> provider -> entry: the call path allocates no key tuple.
+        self._entries: dict[str, dict[str, LocalHealth]] = {}
         self._due: set[Key] = set()
 
     # -- the call path: no await, no I/O ------------------------------------------
 
     def succeeded(self, tenant_id: str, provider: str, version: int) -> None:
         """A call with config ``version`` reached ``provider`` and got an answer."""
-        key = (tenant_id, provider)
-        entry = self._entry(key, version)
+        entry = self._entry(tenant_id, provider, version)
         if entry is None:
             return
         now = entry.success = self._clock()
         if entry.state != STATE_OK:
             self._moved(provider, entry, STATE_OK)
-            self._due.add(key)
+            self._due.add((tenant_id, provider))
         elif entry.fresh or now - entry.written >= SUCCESS_REWRITE_SECONDS:
-            self._due.add(key)
+            self._due.add((tenant_id, provider))
 
     def failed(
         self, tenant_id: str, provider: str, version: int, reason: str, message: str
@@ -109,7 +109,7 @@ class HealthRecorder:
         if reason not in HEALTH_REASONS:
             return
         key = (tenant_id, provider)
-        entry = self._entry(key, version)
+        entry = self._entry(tenant_id, provider, version)
         if entry is None:
             return
         now = entry.failure = self._clock()
@@ -121,8 +121,11 @@ class HealthRecorder:
             entry.message = message
             self._due.add(key)
 
-    def _entry(self, key: Key, version: int) -> LocalHealth | None:
-        entry = self._entries.get(key)
+    def _entry(self, tenant_id: str, provider: str, version: int) -> LocalHealth | None:
+        tenant = self._entries.get(tenant_id)
+        if tenant is None:
+            tenant = self._entries[tenant_id] = {}
+        entry = tenant.get(provider)
         if entry is not None and entry.version == version:
             return entry
         if entry is not None and entry.version > version:
@@ -130,7 +133,7 @@ class HealthRecorder:
         # A new config version usually keeps the credentials (a model change),
         # so the state carries over; its first outcome is written in any case.
         state = entry.state if entry is not None else STATE_UNKNOWN
-        entry = self._entries[key] = LocalHealth(version, state)
+        entry = tenant[provider] = LocalHealth(version, state)
         return entry
 
     def _moved(self, provider: str, entry: LocalHealth, to: str) -> None:
@@ -138,19 +141,14 @@ class HealthRecorder:
             self._on_transition(provider, entry.state, to)
             entry.state = to
 
-    # -- for readers and config changes ---------------------------------------------
+    # -- for readers -----------------------------------------------------------------
 
     def local(self, tenant_id: str, provider: str) -> Outcome | None:
         """This replica's latest outcomes for the tenant and provider, if any."""
-        entry = self._entries.get((tenant_id, provider))
+        entry = self._entries.get(tenant_id, {}).get(provider)
         if entry is None or (entry.success is None and entry.failure is None):
             return None
         return entry.outcome(tenant_id, provider)
-
-    def forget(self, tenant_id: str, provider: str) -> None:
-        """New credentials were stored: what earlier calls found is not about them."""
-        self._entries.pop((tenant_id, provider), None)
-        self._due.discard((tenant_id, provider))
 
     # -- the writer -------------------------------------------------------------------
 
@@ -162,7 +160,7 @@ class HealthRecorder:
         now = self._clock()
         written: list[tuple[Key, LocalHealth]] = []
         for key in due:
-            entry = self._entries.get(key)
+            entry = self._entries.get(key[0], {}).get(key[1])
             if entry is not None:
                 written.append((key, entry))
         try:

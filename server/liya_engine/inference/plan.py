@@ -46,9 +46,10 @@ class Plan:
     model_info: ModelInfo | None
     mode: str
     caller_bound: bool  # the caller's deadline, not our own budget, limits the call
-    # (tenant, config version) whose key health the outcome updates; None when
-    # it touches none (managed mode, a verify of credentials not stored yet).
-    health: tuple[str, int] | None = None
+    # The config whose key health the outcome updates (its tenant and version);
+    # None when it touches none (managed mode, a verify of credentials not
+    # stored yet).
+    health: TenantConfig | None = None
 
 
 def managed_credentials(settings: Settings) -> dict[str, Credentials]:
@@ -152,8 +153,9 @@ class Planner:
             timeout=timeout,
             temperature=call.temperature,
         )
-        health = (cfg.tenant_id, cfg.version) if cfg.mode == MODE_BYOK else None
-        return Plan(creds, request, info, cfg.mode, caller_bound, health)
+        return Plan(
+            creds, request, info, cfg.mode, caller_bound, cfg if cfg.mode == MODE_BYOK else None
+        )
 
     def _default_model(self, cfg: TenantConfig, serving: str) -> str:
         if cfg.mode == MODE_MANAGED:

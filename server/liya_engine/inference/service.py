@@ -191,7 +191,7 @@ class InferenceService:
         elapsed = time.perf_counter() - started
         self._metrics.provider_call(plan.creds.provider, plan.request.model, plan.mode, "", elapsed)
         if plan.health is not None and self._health is not None:
-            self._health.succeeded(plan.health[0], plan.creds.provider, plan.health[1])
+            self._health.succeeded(plan.health.tenant_id, plan.creds.provider, plan.health.version)
         spans.succeeded(
             traced,
             response_model=result.model,
@@ -235,7 +235,7 @@ class InferenceService:
         if plan.health is not None and self._health is not None and exc.reason in HEALTH_REASONS:
             message = shown_message(exc.message, (plan.creds.api_key,))
             self._health.failed(
-                plan.health[0], plan.creds.provider, plan.health[1], exc.reason, message
+                plan.health.tenant_id, plan.creds.provider, plan.health.version, exc.reason, message
             )
         if not exc.model:
             exc.model = plan.request.model
@@ -253,7 +253,7 @@ class InferenceService:
         self._metrics.provider_call(provider, model, plan.mode, "", elapsed)
         self._metrics.usage(provider, model, input_tokens, output_tokens, cost)
         if plan.health is not None and self._health is not None:
-            self._health.succeeded(plan.health[0], provider, plan.health[1])
+            self._health.succeeded(plan.health.tenant_id, provider, plan.health.version)
         return Usage(
             input_tokens, output_tokens, round(cost, 10), provider, model, plan.mode, request_id
         )
