@@ -220,3 +220,36 @@ async def test_the_python_client_sends_verify(stored, servers, fake, kind):
         cpb.GetMaskedConfigRequest(), metadata=auth(TENANT)
     )
     assert masked.config.openai.api_key_preview == "sk-...go0d"
+
+
+async def test_credentials_changed_during_the_test_are_tested_again(stubs, fake):
+    azure = cpb.AzureOpenAIConfig(
+        api_key=AZURE_KEY,
+        endpoint=fake.azure_endpoint,
+        deployment_name="gpt-4o",
+        api_version="2024-02-15-preview",
+    )
+    first = cpb.UpdateConfigRequest(provider_config=cpb.ProviderConfig(mode="byok", azure=azure))
+    await stubs.config.UpdateConfig(first, metadata=auth(TENANT))
+    new_key = "y" * 28 + "nw34"
+    fake.fail("azure", "slow", delay=1)  # holds the first test call
+
+    key_only = cpb.UpdateConfigRequest(
+        provider_config=cpb.ProviderConfig(azure=cpb.AzureOpenAIConfig(api_key=new_key))
+    )
+    update = asyncio.ensure_future(
+        stubs.config.UpdateConfig(verified(key_only), metadata=auth(TENANT))
+    )
+    await fake.wait_for(lambda f: any(r.failure == "slow" for r in f.requests))
+    # Meanwhile another writer moves the API version the key was being tested with.
+    version = cpb.UpdateConfigRequest(
+        provider_config=cpb.ProviderConfig(azure=cpb.AzureOpenAIConfig(api_version="2024-06-01"))
+    )
+    await stubs.config.UpdateConfig(version, metadata=auth(TENANT))
+    reply = await update
+
+    tests = [r for r in fake.requests_for("azure") if r.api_key == new_key]
+    assert [r.query["api-version"] for r in tests] == ["2024-02-15-preview", "2024-06-01"]
+    assert reply.config.azure.api_version == "2024-06-01"
+    assert reply.config.azure.api_key_preview.endswith("nw34")
+    assert reply.config.azure.health.state == "ok"
