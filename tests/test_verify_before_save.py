@@ -253,3 +253,19 @@ async def test_credentials_changed_during_the_test_are_tested_again(stubs, fake)
     assert reply.config.azure.api_version == "2024-06-01"
     assert reply.config.azure.api_key_preview.endswith("nw34")
     assert reply.config.azure.health.state == "ok"
+
+
+async def test_the_callers_deadline_bounds_the_test_and_nothing_is_written(stored, fake):
+    s = stored
+    before = await written_state(s)
+    fake.fail("openai", "slow", delay=3)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await s.config.UpdateConfig(
+            verified(byok_openai(OTHER_GOOD)), metadata=auth(TENANT), timeout=0.5
+        )
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The test call ended (cut short, or answered late): still nothing written.
+    await fake.wait_for(lambda f: f.last_request.finished_at is not None, within=10)
+    assert fake.last_request.api_key == OTHER_GOOD
+    await asyncio.sleep(0.2)
+    assert await written_state(s) == before

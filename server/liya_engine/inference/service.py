@@ -161,7 +161,7 @@ class InferenceService:
         plan = await self._plan(
             tenant_id, call, deadline, check_cost=False, default_model_only=not intent
         )
-        return await self._verified(plan, call.intent, request_id)
+        return await self._verified(plan, call.intent)
 
     async def verify_credentials(
         self,
@@ -175,10 +175,11 @@ class InferenceService:
         stored yet, answering with the errors a completion would
         (``config.verify.CredentialsProbe``). Counted under intent ``verify``."""
         plan = probe_plan(self._planner, self._catalog, self._settings, credentials, deadline)
-        await self._verified(plan, VERIFY_INTENT, request_id)
+        await self._verified(plan, VERIFY_INTENT)
 
-    async def _verified(self, plan: Plan, intent: str, request_id: str) -> VerifyResult:
-        """Make a verify call (VerifyConfig's or UpdateConfig's) and account it."""
+    async def _verified(self, plan: Plan, intent: str) -> VerifyResult:
+        """Make a verify call (VerifyConfig's or UpdateConfig's, attributed to
+        ``intent``) and account it: the one place both kinds are counted."""
         traced = _trace_call(plan, intent)
         started = time.perf_counter()
         try:
