@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from helpers import (
     BIN,
+    HEAD_REVISION,
     auth,
     byok_openai,
     canary_key,
@@ -259,7 +260,7 @@ async def test_start_up_and_shutdown_say_what_the_process_does(tmp_path, fake):
     entries = _entries(log.read_text(), "text")
     assert all("worker" not in e for e in entries)  # a lone process names no worker
     assert _lines(entries) == [
-        ("INFO", "liya_engine", "database schema at revision 0001 (migrated on start)"),
+        ("INFO", "liya_engine", f"database schema at revision {HEAD_REVISION} (migrated on start)"),
         ("INFO", "liya_engine", "keyring: 1 master key(s), primary test-1"),
         (
             "INFO",
@@ -353,7 +354,7 @@ async def test_every_line_of_a_worker_names_it(tmp_path, fake, fmt):
         (
             "INFO",
             "liya_engine.workers",
-            "database schema at revision 0001 (migrated before forking)",
+            f"database schema at revision {HEAD_REVISION} (migrated before forking)",
         ),
         ("INFO", "liya_engine", "keyring: 1 master key(s), primary test-1"),
         ("INFO", "liya_engine.workers", "started 2 workers: worker 0 pid P, worker 1 pid P"),

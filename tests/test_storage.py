@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import inspect
 
+from helpers import HEAD_REVISION
 from liya_engine.config.model import (
     Change,
     ModelSettings,
@@ -25,7 +26,6 @@ from liya_engine.routing.catalog import Catalog
 from liya_engine.secret import Secret
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
-from liya_engine.storage.migrations import MIGRATIONS_DIR
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -79,25 +79,12 @@ async def load(db: Database, tenant: str = "acme") -> TenantConfig | None:
 # -- migrations ----------------------------------------------------------------
 
 
-def _head_revision() -> str:
-    """The latest revision under the migrations folder."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return ScriptDirectory.from_config(cfg).get_current_head() or ""
-
-
-HEAD = _head_revision()
-
-
 async def test_migrate_is_idempotent(db_url):
     database = Database(db_url)
     try:
         first = await database.migrate()
         second = await database.migrate()
-        assert first == second == HEAD
+        assert first == second == HEAD_REVISION
 
         def tables(sync_conn):
             return set(inspect(sync_conn).get_table_names())
@@ -120,7 +107,7 @@ async def test_replicas_migrating_together_all_succeed(db_url):
     databases = [Database(db_url) for _ in range(4)]
     try:
         revisions = await asyncio.gather(*(d.migrate() for d in databases))
-        assert set(revisions) == {HEAD}
+        assert set(revisions) == {HEAD_REVISION}
     finally:
         for d in databases:
             await d.dispose()
@@ -136,7 +123,7 @@ async def test_plain_driver_urls_get_the_async_driver(db_url):
     database = Database(plain)
     try:
         assert database.url == db_url
-        assert await database.migrate() == HEAD
+        assert await database.migrate() == HEAD_REVISION
     finally:
         await database.dispose()
 
