@@ -24,6 +24,21 @@ from liya_engine.settings import Settings
 JWT_SECRET = "test-secret-" + "x" * 40
 
 
+def head_revision() -> str:
+    """The one head of the migration scripts (several heads would raise)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from liya_engine.storage.migrations import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(cfg).get_current_head() or ""
+
+
+HEAD_REVISION = head_revision()
+
+
 def master_key_line(key_id: str = "test-1") -> str:
     return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"
 
@@ -42,18 +57,6 @@ def test_env(db_url: str, **overrides: str) -> dict[str, str]:
 
 
 test_env.__test__ = False  # a helper, not a test, despite its name
-
-
-def head_revision() -> str:
-    """The one head of the migration scripts (several heads would raise)."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from liya_engine.storage.migrations import MIGRATIONS_DIR
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return ScriptDirectory.from_config(cfg).get_current_head()
 
 
 def token(tenant: str, sub: str | None = None, settings: Settings | None = None) -> str:

@@ -316,6 +316,7 @@ def test_the_field_tables_match_the_protos():
             "configured",
             "api_key_preview",
             *(f for f in fields if f != KEY_FIELD),
+            "health",  # what calls with the stored credentials found, not a setting
         ]
     assert tuple(f.name for f in cpb.ModelConfig.DESCRIPTOR.fields) == MODEL_FIELDS
     maps = {f.name for f in cpb.ModelConfig.DESCRIPTOR.fields if f.message_type is not None}

@@ -396,5 +396,4 @@ def test_dashboard_has_the_panels_the_issue_asks_for():
     budget = panels["Budget refusals"]
     assert "BUDGET_EXCEEDED" in queries["Budget refusals"]
     assert "not enforced by this build yet" in budget["description"]
-    health = next(p for t, p in panels.items() if t.startswith("Key health"))
-    assert "no key health metric yet" in health["description"]
+    assert "liya_key_health_transitions_total" in queries["Key health transitions by provider"]

@@ -99,6 +99,7 @@ async def test_migrate_is_idempotent(db_url):
             "provider_credentials",
             "audit_entries",
             "master_key_salts",
+            "provider_health",
             "alembic_version",
         } <= names
     finally:

@@ -117,6 +117,7 @@ def update_request(
     update_mask: Iterable[str] | None,
     etag: str | None,
     validate_only: bool | None,
+    verify: bool | None = None,
 ) -> cpb.UpdateConfigRequest:
     """An UpdateConfigRequest from a request or a JSON body, plus keyword overrides."""
     request = cpb.UpdateConfigRequest()
@@ -139,6 +140,8 @@ def update_request(
         request.etag = etag
     if validate_only is not None:
         request.validate_only = validate_only
+    if verify is not None:
+        request.verify = verify
     return request
 
 

@@ -153,6 +153,7 @@ class AsyncLiyaClient(ClientBase):
         update_mask: Iterable[str] | None = None,
         etag: str | None = None,
         validate_only: bool | None = None,
+        verify: bool | None = None,
         timeout: float | None = None,
     ) -> cpb.UpdateConfigResponse:
         """Apply a partial update (PATCH) to the tenant's configuration.
@@ -160,13 +161,17 @@ class AsyncLiyaClient(ClientBase):
         ``body`` is an ``UpdateConfigRequest`` or a JSON body as in the BYOK
         guide, as a dict or a string (``provider_config``/``providerConfig``
         and ``model_config``/``modelConfig`` both work). ``update_mask``,
-        ``etag`` and ``validate_only`` override the body's. Returns the masked
-        configuration and warnings. Never retried. A body that does not fit
+        ``etag``, ``validate_only`` and ``verify`` override the body's. With
+        ``verify=True`` the credentials the body sets are tested with a minimal
+        real call first; when one fails, nothing is written and the provider's
+        typed error (such as ``ByokAuthFailed``) is raised. With
+        ``validate_only=True`` as well, it is a test and nothing is written.
+        Returns the masked configuration and warnings. Never retried. A body that does not fit
         the schema raises ``google.protobuf.json_format.ParseError`` before
         anything is sent.
         """
         request = update_request(
-            body, update_mask=update_mask, etag=etag, validate_only=validate_only
+            body, update_mask=update_mask, etag=etag, validate_only=validate_only, verify=verify
         )
         return await self._unary(self._config.UpdateConfig, request, timeout)
 

@@ -98,11 +98,12 @@ class LiyaClient(ClientBase):
         update_mask: Iterable[str] | None = None,
         etag: str | None = None,
         validate_only: bool | None = None,
+        verify: bool | None = None,
         timeout: float | None = None,
     ) -> cpb.UpdateConfigResponse:
         """Apply a partial update (PATCH); see ``AsyncLiyaClient.update_config``."""
         request = update_request(
-            body, update_mask=update_mask, etag=etag, validate_only=validate_only
+            body, update_mask=update_mask, etag=etag, validate_only=validate_only, verify=verify
         )
         return self._unary(self._config.UpdateConfig, request, timeout)
 

@@ -37,6 +37,9 @@ from liya_engine.api.inference_servicer import InferenceServicer
 from liya_engine.api.usage_servicer import UsageServicer
 from liya_engine.bootstrap import build_cipher
 from liya_engine.config.endpoints import EndpointPolicy
+from liya_engine.config.health import HealthStore
+from liya_engine.config.health_recorder import HealthRecorder
+from liya_engine.config.health_view import HealthView
 from liya_engine.config.ports import ConfigStore, SaltStore
 from liya_engine.config.service import ConfigService
 from liya_engine.crypto.cipher import KeyCipher
@@ -57,7 +60,7 @@ from liya_engine.routing.catalog import Catalog
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
 from liya_engine.storage.deployment_models import DeploymentModelTable
-from liya_engine.storage.health import DatabaseState
+from liya_engine.storage.readiness import DatabaseState
 from liya_engine.tracing import setup as tracing_setup
 from liya_engine.usage.ledger import NoLedger, UsageLedger
 from liya_engine.usage.listing import UsageReports
@@ -92,6 +95,8 @@ class Services:
     verifier: TokenVerifier
     ledger: UsageLedger | NoLedger
     usage: UsageReports
+    health: HealthRecorder
+    health_view: HealthView
 
     async def aclose(self) -> None:
         await self.ledger.close()  # calls have drained: write what they added
@@ -142,9 +147,21 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         if settings.usage_ledger
         else NoLedger()
     )
+    health_store: HealthStore = db
+    health = HealthRecorder(health_store, metrics.key_health_transition)
+    health_view = HealthView(health_store, health)
+    configs.on_change(health_view.invalidate)
     inference = InferenceService(
-        tenants, adapters, catalog, settings, metrics, learned=learned, usage=ledger
+        tenants,
+        adapters,
+        catalog,
+        settings,
+        metrics,
+        learned=learned,
+        usage=ledger,
+        health=health,
     )
+    configs.probe = inference.verify_credentials
     reports = UsageReports(usage_store, ledger, tenants)
     return Services(
         settings=settings,
@@ -158,6 +175,8 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         verifier=verifier,
         ledger=ledger,
         usage=reports,
+        health=health,
+        health_view=health_view,
     )
 
 
@@ -183,6 +202,7 @@ class RunningServer:
         self.services = services
         self.health = health_servicer
         self._probe = asyncio.create_task(self._probe_health())
+        self._health_writer = asyncio.create_task(services.health.run())
         self._listener = None
         self._stopped = False
         self.tracing: tracing_setup.Tracing | None = None
@@ -214,10 +234,17 @@ class RunningServer:
 
     async def listen_for_changes(self) -> None:
         """Drop a tenant's cached config as soon as any replica changes it."""
-        tenants = self.services.tenants
-        self._listener = await self.services.db.listen_for_changes(
-            tenants.invalidate, tenants.clear
-        )
+        tenants, health = self.services.tenants, self.services.health_view
+
+        def changed(tenant_id: str) -> None:
+            tenants.invalidate(tenant_id)
+            health.invalidate(tenant_id)  # health read before new credentials
+
+        def gap() -> None:
+            tenants.clear()
+            health.clear()
+
+        self._listener = await self.services.db.listen_for_changes(changed, gap)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, stop accepting calls, let in-flight calls finish."""
@@ -253,6 +280,10 @@ class RunningServer:
         )
         if self._listener is not None:
             await self._listener.close()
+        self._health_writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._health_writer
+        await self.services.health.flush()  # what the last calls found
         await self.services.aclose()
         if self.tracing is not None:
             # Flushing waits for the exporter; the loop keeps running meanwhile.
@@ -299,7 +330,9 @@ async def start_server(
     )
     guard.register(
         config_service_pb2_grpc.add_ConfigServiceServicer_to_server,
-        ConfigServicer(services.configs, services.inference, services.tenants),
+        ConfigServicer(
+            services.configs, services.inference, services.tenants, services.health_view
+        ),
         server,
     )
     guard.register(

@@ -168,6 +168,13 @@ class Metrics:
             "Seconds since the usage ledger last had everything written to the database",
             registry=registry,
         )
+        self.key_health_transitions = Counter(
+            "liya_key_health_transitions_total",
+            "Changes of a tenant key's health state (unknown, ok, failing) seen by "
+            "this process's calls, by provider",
+            ["provider", "from_state", "to_state"],
+            registry=registry,
+        )
         self._models: set[str] = set()
         self._children: dict[tuple, object] = {}
         # Per method: (in-flight child, its labels).
@@ -246,6 +253,10 @@ class Metrics:
         self._child(self.cost, provider, model).inc(cost_usd)
         if not priced:
             self._child(self.unpriced_calls, provider).inc()
+
+    def key_health_transition(self, provider: str, from_state: str, to_state: str) -> None:
+        """A byok call moved a key's health from ``from_state`` to ``to_state``."""
+        self._child(self.key_health_transitions, provider, from_state, to_state).inc()
 
     def database_up(self, up: bool) -> None:
         """The health check's latest answer about the database."""

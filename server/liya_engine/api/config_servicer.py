@@ -6,7 +6,9 @@ from liya.engine.v1 import config_service_pb2 as pb
 from liya.engine.v1 import config_service_pb2_grpc as pb_grpc
 from liya_engine.api import convert
 from liya_engine.api.calls import current_call
+from liya_engine.api.health import with_health
 from liya_engine.api.inference_servicer import usage_proto
+from liya_engine.config.health_view import HealthView
 from liya_engine.config.service import ConfigService
 from liya_engine.inference.service import InferenceService
 from liya_engine.inference.tenants import TenantCache
@@ -14,9 +16,14 @@ from liya_engine.inference.tenants import TenantCache
 
 class ConfigServicer(pb_grpc.ConfigServiceServicer):
     def __init__(
-        self, configs: ConfigService, inference: InferenceService, tenants: TenantCache
+        self,
+        configs: ConfigService,
+        inference: InferenceService,
+        tenants: TenantCache,
+        health: HealthView,
     ) -> None:
         self._tenants = tenants
+        self._health = health
         self._configs = configs
         self._inference = inference
 
@@ -34,8 +41,15 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
             changes,
             etag=request.etag,
             validate_only=request.validate_only,
+            verify=request.verify,
+            deadline=context.time_remaining(),
         )
-        return pb.UpdateConfigResponse(config=self._masked(result.config), warnings=result.warnings)
+        # Under validate_only the health shown is the stored key's: a test of
+        # other credentials does not change it.
+        shown = self._masked(result.config)
+        if not request.validate_only:
+            shown = with_health(shown, await self._health.for_config(result.config))
+        return pb.UpdateConfigResponse(config=shown, warnings=result.warnings)
 
     async def GetMaskedConfig(
         self, request: pb.GetMaskedConfigRequest, context
@@ -45,7 +59,12 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
         tenant = await self._tenants.get(current_call().identity.tenant_id)
         if tenant.shown is None:
             tenant.shown = pb.GetMaskedConfigResponse(config=self._masked(tenant.config))
-        return tenant.shown
+        # Health is read apart (its own short-lived cache): a health write
+        # never invalidates the config cached above.
+        records = await self._health.for_config(tenant.config)
+        if not records:
+            return tenant.shown
+        return pb.GetMaskedConfigResponse(config=with_health(tenant.shown.config, records))
 
     async def VerifyConfig(
         self, request: pb.VerifyConfigRequest, context

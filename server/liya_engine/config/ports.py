@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Protocol
 
+from liya_engine.config.health import HealthRepository
 from liya_engine.config.model import AuditEntry, TenantConfig
 
 
@@ -65,6 +66,7 @@ class UnitOfWork(Protocol):
 
     configs: ConfigRepository
     audit: AuditRepository
+    health: HealthRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

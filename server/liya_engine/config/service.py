@@ -11,8 +11,12 @@ changes of ``liya_engine.config.changes`` (built once from the request by
    the changed paths whose value really differs from the stored one: a resend
    of identical values writes nothing, bumps no version and audits nothing;
 4. unless ``validate_only``, seals the new keys (the only place that
-   encrypts), writes config and audit entry with optimistic concurrency, and
+   encrypts), writes config and audit entry with optimistic concurrency
+   (and resets the key health of new credentials, ``config.verify``), and
    tells listeners what changed.
+
+With ``verify``, the credentials the update sets are tested first, outside the
+transaction (no lock is held across a provider call); a failure writes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from datetime import UTC, datetime
 
 from liya_engine.config import audit_pages, keys, patch, paths
 from liya_engine.config import validation as v
+from liya_engine.config import verify as checks
 from liya_engine.config.changes import ConfigChange, Rules
 from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.config.model import AuditEntry, Change, TenantConfig
@@ -69,6 +74,8 @@ class ConfigService:
         self._rules = Rules(catalog, EndpointPolicy.from_settings(settings).check)
         self._clock = clock
         self._listeners: list[Callable[[str], None]] = []
+        #: Makes ``verify``'s calls; wired in once the inference plane exists.
+        self.probe: checks.CredentialsProbe | None = None
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(tenant_id)`` after each committed change."""
@@ -91,16 +98,22 @@ class ConfigService:
         *,
         etag: str = "",
         validate_only: bool = False,
+        verify: bool = False,
+        deadline: float | None = None,
     ) -> UpdateResult:
         """Apply ``changes`` as one PATCH; see the module docstring.
 
         A ``Change`` (path and value) is read into typed changes first.
+        ``deadline`` (seconds left to the caller) bounds ``verify``'s calls.
         """
         typed = _typed(changes)
         violations = [x for change in typed for x in change.check(self._rules)]
         if violations:
             raise InvalidConfig(_summary(violations), violations)
         for _attempt in range(MAX_ATTEMPTS):
+            verified = None
+            if verify:
+                verified = await self._verify(who, request_id, typed, etag, deadline)
             async with self._db.unit_of_work(write=not validate_only) as uow:
                 current = await uow.configs.get(
                     who.tenant_id, for_update=not validate_only
@@ -112,12 +125,14 @@ class ConfigService:
                 violations = v.check_complete(new)
                 if violations:
                     raise InvalidConfig(_summary(violations), violations)
+                if verified is not None and not verified.still_holds(new, typed, self._cipher):
+                    continue  # the credentials changed since they were tested: test again
                 warnings = v.warnings_for(new, self._catalog)
                 warnings += [w for change in typed for w in change.warnings()]
                 if validate_only or not changed:
                     return UpdateResult(new if changed else current, warnings)
                 try:
-                    new = await self._write(uow, who, request_id, current, new, changed)
+                    new = await self._write(uow, who, request_id, current, new, changed, verified)
                 except Conflict:
                     if etag:
                         self._changed(who.tenant_id)
@@ -146,6 +161,29 @@ class ConfigService:
 
     # -- helpers -------------------------------------------------------------
 
+    async def _verify(
+        self,
+        who: Identity,
+        request_id: str,
+        typed: Sequence[ConfigChange],
+        etag: str,
+        deadline: float | None,
+    ) -> checks.Verified:
+        """Test the credentials ``typed`` sets on the config as stored now;
+        the provider's error if one fails. A stale etag or an incomplete config
+        fails first, with no call made."""
+        current = await self.get(who.tenant_id)
+        if etag and etag != current.etag:
+            raise _etag_mismatch(etag, current.etag)
+        new, _ = self._patched(current, typed)
+        violations = v.check_complete(new)
+        if violations:
+            raise InvalidConfig(_summary(violations), violations)
+        tested = checks.to_test(new, typed, self._cipher)
+        return await checks.verify(
+            self.probe, who.tenant_id, request_id, tested, deadline=deadline, clock=self._clock
+        )
+
     def _patched(
         self, current: TenantConfig, changes: Sequence[ConfigChange]
     ) -> tuple[TenantConfig, list[str]]:
@@ -168,6 +206,7 @@ class ConfigService:
         current: TenantConfig,
         new: TenantConfig,
         changed: list[str],
+        verified: checks.Verified | None,
     ) -> TenantConfig:
         """Seal the new keys, save ``new`` with its audit entry and commit;
         ``Conflict`` if another writer got there first."""
@@ -182,6 +221,9 @@ class ConfigService:
             changed_paths=changed,
             mode_before=current.mode,
             mode_after=new.mode,
+        )
+        await checks.reset_health(
+            uow.health, who.tenant_id, changed, version=new.version, now=now, verified=verified
         )
         await uow.announce_change(who.tenant_id)
         try:

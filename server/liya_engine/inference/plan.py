@@ -49,7 +49,7 @@ class Plan:
     price: Price | None  # None: unpriced
     mode: str
     caller_bound: bool  # the caller's deadline, not our own budget, limits the call
-    tenant: ResolvedTenant
+    tenant: ResolvedTenant | None = None  # None: a probe of credentials not stored
     # The name the call is priced as (for Azure, the model behind the deployment).
     priced_as: str = ""
     # Azure, with nothing but its answers to say what the deployment runs.
@@ -57,6 +57,10 @@ class Plan:
     tenant_id: str = ""
     intent: str = ""  # the rollup intent of the usage ledger
     reserved_usd: float = 0.0  # the worst case held against the monthly budget
+    # The config whose key health the outcome updates (its tenant and version);
+    # None when it touches none (managed mode, a verify of credentials not
+    # stored yet).
+    health: TenantConfig | None = None
 
 
 def managed_credentials(settings: Settings) -> dict[str, Credentials]:
@@ -163,7 +167,7 @@ class Planner:
             reserved = check_budget(
                 budget, spent_usd, price, call.messages, max_tokens, model=model, provider=provider
             )
-        timeout, caller_bound = self._budget(deadline)
+        timeout, caller_bound = self.budget(deadline)
         request = ProviderRequest(
             model=model,
             messages=call.messages,
@@ -183,6 +187,7 @@ class Planner:
             cfg.tenant_id,
             call.intent,
             reserved,
+            cfg if cfg.mode == MODE_BYOK else None,
         )
 
     def needs_learned(self, tenant: ResolvedTenant) -> bool:
@@ -200,7 +205,7 @@ class Planner:
     def settle(self, plan: Plan, served_model: str) -> Price | None:
         """The price of a call once answered: the plan's, except for a
         deployment only Azure's answers price, where this answer's model wins."""
-        if plan.learns and served_model and served_model != plan.request.model:
+        if plan.learns and plan.tenant and served_model and served_model != plan.request.model:
             price = resolve(served_model, plan.tenant.config.model.prices, self._catalog)
             if price is not None:
                 return price
@@ -261,7 +266,9 @@ class Planner:
         )
         return Credentials(provider, tenant.key(provider), base)  # type: ignore[arg-type]
 
-    def _budget(self, deadline: float | None) -> tuple[float, bool]:
+    def budget(self, deadline: float | None) -> tuple[float, bool]:
+        """The upstream timeout for a call and whether the caller's deadline
+        (rather than the service's own budget) set it."""
         ours = self._settings.upstream_timeout_seconds
         if deadline is None:
             return ours, False

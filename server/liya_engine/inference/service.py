@@ -8,7 +8,9 @@ provider's adapter (``ports.ProviderAdapter``) and accounted (usage, cost,
 latency, metrics, and the usage ledger, ``ports.UsageRecorder``: every call
 that reached a provider, whatever its outcome). Each provider call has a
 client span while tracing is on (``liya_engine.tracing.provider``; ``None``
-and no work while it is off).
+and no work while it is off). The outcome of each byok call goes to the key
+health recorder (``liya_engine.config.health_recorder``: memory only on this
+path).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import time
 from collections.abc import AsyncIterator, Mapping
 
 import liya_engine.tracing as tracing
+from liya_engine.config.health import HEALTH_REASONS, shown_message
+from liya_engine.config.health_recorder import HealthRecorder
+from liya_engine.config.verify import TestedCredentials
 from liya_engine.errors import (
     DeadlineExceeded,
     ProviderError,
@@ -37,6 +42,7 @@ from liya_engine.inference.ports import (
     StreamEnd,
     UsageRecorder,
 )
+from liya_engine.inference.probe import probe_plan
 from liya_engine.inference.tenants import TenantCache
 from liya_engine.inference.values import (
     Completion,
@@ -75,10 +81,13 @@ class InferenceService:
         metrics: Metrics,
         learned: LearnedModels | None = None,
         usage: UsageRecorder | None = None,
+        health: HealthRecorder | None = None,
     ) -> None:
         self._tenants = tenants
+        self._settings = settings
         self.learned = learned
         self.usage: UsageRecorder = usage or NoLedger()
+        self._health = health
         self.adapters = adapters
         self._catalog = catalog
         self._metrics = metrics
@@ -179,8 +188,29 @@ class InferenceService:
         plan = await self._plan(
             tenant_id, call, deadline, check_cost=False, default_model_only=not intent
         )
+        return await self._verified(plan, call.intent, request_id)
+
+    async def verify_credentials(
+        self,
+        tenant_id: str,
+        request_id: str,
+        credentials: TestedCredentials,
+        *,
+        deadline: float | None,
+    ) -> None:
+        """UpdateConfig's ``verify``: a minimal real call with credentials not
+        stored yet, answering with the errors a completion would
+        (``config.verify.CredentialsProbe``). Counted under intent ``verify``."""
+        plan = probe_plan(
+            self._planner, self._catalog, self._settings, credentials, deadline, tenant_id
+        )
+        await self._verified(plan, VERIFY_INTENT, request_id)
+
+    async def _verified(self, plan: Plan, intent: str, request_id: str) -> VerifyResult:
+        """Make a verify call (VerifyConfig's or UpdateConfig's, attributed to
+        ``intent``) and account it: the one place both kinds are counted."""
+        traced = _trace_call(plan, intent)
         plan = dataclasses.replace(plan, intent=VERIFY_INTENT)  # the ledger's intent
-        traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         try:
             result = await self.adapters[plan.creds.provider].complete(plan.creds, plan.request)
@@ -251,6 +281,11 @@ class InferenceService:
             deadline = DeadlineExceeded()
             spans.failed(traced, deadline)
             return deadline
+        if plan.health is not None and self._health is not None and exc.reason in HEALTH_REASONS:
+            message = shown_message(exc.message, (plan.creds.api_key,))
+            self._health.failed(
+                plan.health.tenant_id, plan.creds.provider, plan.health.version, exc.reason, message
+            )
         if not exc.model:
             exc.model = plan.request.model
             exc.metadata.setdefault("model", plan.request.model)
@@ -268,13 +303,15 @@ class InferenceService:
         served_model: str,
     ) -> Usage:
         provider, model = plan.creds.provider, plan.request.model
-        if plan.learns and self.learned is not None:
+        if plan.learns and plan.tenant and self.learned is not None:
             self.learned.learn(plan.tenant, model, served_model)
         price = self._planner.settle(plan, served_model)
         cost = price.cost(input_tokens, output_tokens) if price else 0.0
         self.latency.observe(provider, model, elapsed)
         self._metrics.provider_call(provider, model, plan.mode, "", elapsed)
         self._metrics.usage(provider, model, input_tokens, output_tokens, cost, priced=bool(price))
+        if plan.health is not None and self._health is not None:
+            self._health.succeeded(plan.health.tenant_id, provider, plan.health.version)
         usage = Usage(
             input_tokens,
             output_tokens,

@@ -19,6 +19,8 @@ Modules, by job:
     availability   which driver errors become ``StorageUnavailable``
     salts          master key salts (SaltStore)
     notify         PostgreSQL LISTEN/NOTIFY: announcing a change, listening
+    health         key health records: merged upserts, reads, the reset
+                   new credentials bring (HealthStore)
 
 May import: sqlalchemy, alembic, aiosqlite/asyncpg, sqlite3, the domain's model
 and ports (``liya_engine.config.model``, ``liya_engine.config.ports``),

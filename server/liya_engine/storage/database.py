@@ -2,23 +2,26 @@
 
 A small facade over the modules of this package; it implements
 ``config.ports.ConfigStore`` (the hot read and units of work) and
-``config.ports.SaltStore`` (master key salts) and ``usage.ports.UsageStore``
-(the usage ledger), and owns the engine.
+``config.ports.SaltStore`` (master key salts), ``usage.ports.UsageStore``
+(the usage ledger) and ``config.health.HealthStore`` (key health), and owns
+the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from liya_engine.config.health import Outcome, ProviderHealth
 from liya_engine.config.model import TenantConfig
 from liya_engine.storage import engine as engines
-from liya_engine.storage import health, migrations
+from liya_engine.storage import migrations, readiness
 from liya_engine.storage.availability import is_unavailable, unavailable
-from liya_engine.storage.health import DatabaseState
+from liya_engine.storage.key_health import HealthTable
 from liya_engine.storage.notify import ChangeListener
+from liya_engine.storage.readiness import DatabaseState
 from liya_engine.storage.rows import READ_CONFIG, config_from_rows
 from liya_engine.storage.salts import SaltTable
 from liya_engine.storage.sqlite_reader import SqliteReader
@@ -45,6 +48,7 @@ class Database:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         path = engines.sqlite_file(self.engine)
         self._sqlite_reader = SqliteReader(path) if path is not None else None
+        self._health = HealthTable(lambda: self.engine)
 
     async def read_config(self, tenant_id: str) -> TenantConfig | None:
         """The stored config, or None: one query on a plain connection, no
@@ -59,6 +63,14 @@ class Database:
                 raise unavailable() from None
             raise
         return config_from_rows(tenant_id, found)
+
+    async def read_health(self, tenant_id: str) -> dict[str, ProviderHealth]:
+        """The tenant's key health records by provider."""
+        return await self._health.read_health(tenant_id)
+
+    async def record_health(self, outcomes: Sequence[Outcome]) -> None:
+        """Merge recorded call outcomes into the health records."""
+        await self._health.record_health(outcomes)
 
     def unit_of_work(self, *, write: bool = False) -> UnitOfWork:
         """A transaction. ``write=True`` for one that reads then writes a
@@ -77,7 +89,7 @@ class Database:
 
     async def check(self) -> DatabaseState:
         """What readiness reports: usable, unreachable or read-only (``health``)."""
-        return await health.check(self.engine, engines.sqlite_file(self.engine))
+        return await readiness.check(self.engine, engines.sqlite_file(self.engine))
 
     async def salts_for(self, key_ids: Iterable[str]) -> dict[str, bytes]:
         """The HKDF salt of each master key id, created on first use."""

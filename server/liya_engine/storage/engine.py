@@ -1,5 +1,5 @@
 """The async engine: database URLs, engine creation, SQLite's connection set-up,
-ping (a readiness check that writes can succeed too: ``health``).
+ping (a readiness check that writes can succeed too: ``readiness``).
 
 SQLite needs two hooks on every connection: WAL mode (readers never wait for a
 writer) and an explicit BEGIN, whose kind a transaction chooses through the
@@ -13,7 +13,7 @@ import time
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from liya_engine.storage import health
+from liya_engine.storage import readiness
 
 # Connection execution option marking a transaction that will write: on SQLite
 # it begins with BEGIN IMMEDIATE, taking the write lock at once (see _sqlite_begin).
@@ -63,9 +63,9 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
 
 
 async def ping(engine: AsyncEngine) -> bool:
-    """Whether the database answers within ``health.PING_TIMEOUT_SECONDS`` and
-    would take a write (``health.check``)."""
-    return await health.check(engine, sqlite_file(engine)) is health.DatabaseState.USABLE
+    """Whether the database answers within ``readiness.PING_TIMEOUT_SECONDS`` and
+    would take a write (``readiness.check``)."""
+    return await readiness.check(engine, sqlite_file(engine)) is readiness.DatabaseState.USABLE
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

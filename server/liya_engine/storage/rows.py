@@ -18,6 +18,7 @@ from typing import Final
 
 from sqlalchemy import Select, bindparam, select
 
+from liya_engine.config.health import Outcome, ProviderHealth
 from liya_engine.config.model import (
     AuditEntry,
     ModelPrice,
@@ -173,3 +174,32 @@ def audit_row(
         mode_before=mode_before,
         mode_after=mode_after,
     )
+
+
+def health_from_row(row) -> ProviderHealth:
+    """The domain's view of one ``provider_health`` row (attribute access by
+    column name)."""
+    return ProviderHealth(
+        credentials_version=row.credentials_version,
+        key_set_time=utc(row.key_set_time),
+        last_success_time=utc(row.last_success_time),
+        last_failure_time=utc(row.last_failure_time),
+        last_failure_reason=row.last_failure_reason,
+        last_failure_message=row.last_failure_message,
+    )
+
+
+def health_columns(outcome: Outcome) -> dict[str, object]:
+    """The ``provider_health`` values an outcome brings, for a record that
+    does not exist yet: credentials stored before health was recorded
+    (``credentials_version`` 0, no key_set_time)."""
+    return {
+        "tenant_id": outcome.tenant_id,
+        "provider": outcome.provider,
+        "credentials_version": 0,
+        "key_set_time": None,
+        "last_success_time": outcome.success_time,
+        "last_failure_time": outcome.failure_time,
+        "last_failure_reason": outcome.reason,
+        "last_failure_message": outcome.message,
+    }

@@ -116,3 +116,27 @@ class UsageDailyRow(Base):
     input_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
     output_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
     cost_usd: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class ProviderHealthRow(Base):
+    """The health of a tenant's provider credentials (``config.health``).
+
+    ``credentials_version`` is the config version at which the credentials it
+    describes were stored: an outcome of a call made with an older config
+    never lands here, and a row newer than a config is not shown with it.
+    """
+
+    __tablename__ = "provider_health"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    credentials_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    key_set_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_success_time: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    last_failure_time: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    last_failure_reason: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    last_failure_message: Mapped[str] = mapped_column(String(400), nullable=False, default="")

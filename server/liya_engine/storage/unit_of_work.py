@@ -1,4 +1,4 @@
-"""The unit of work: one transaction with its two repositories, implementing
+"""The unit of work: one transaction with its repositories, implementing
 ``config.ports.UnitOfWork``. Driver errors that mean the database cannot serve
 (``availability``) leave it as ``StorageUnavailable``."""
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from liya_engine.storage import notify
 from liya_engine.storage.availability import is_unavailable, unavailable
 from liya_engine.storage.engine import WRITE_OPTION
+from liya_engine.storage.key_health import HealthRepository
 from liya_engine.storage.repositories import AuditRepository, TenantConfigRepository
 
 
@@ -20,6 +21,7 @@ class UnitOfWork:
 
     configs: TenantConfigRepository
     audit: AuditRepository
+    health: HealthRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, write: bool = False) -> None:
         self._sessions = sessions
@@ -38,6 +40,7 @@ class UnitOfWork:
             raise
         self.configs = TenantConfigRepository(self._session)
         self.audit = AuditRepository(self._session)
+        self.health = HealthRepository(self._session)
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:

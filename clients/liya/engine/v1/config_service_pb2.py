@@ -29,7 +29,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from liya.engine.v1 import inference_service_pb2 as liya_dot_engine_dot_v1_dot_inference__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#liya/engine/v1/config_service.proto\x12\x0eliya.engine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&liya/engine/v1/inference_service.proto\"\xd7\x01\n\x13UpdateConfigRequest\x12\x37\n\x0fprovider_config\x18\x01 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderConfig\x12\x31\n\x0cmodel_config\x18\x02 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\"\xc0\x01\n\x0eProviderConfig\x12\x11\n\x04mode\x18\x01 \x01(\tH\x00\x88\x01\x01\x12,\n\x06openai\x18\x02 \x01(\x0b\x32\x1c.liya.engine.v1.OpenAIConfig\x12\x32\n\tanthropic\x18\x03 \x01(\x0b\x32\x1f.liya.engine.v1.AnthropicConfig\x12\x30\n\x05\x61zure\x18\x04 \x01(\x0b\x32!.liya.engine.v1.AzureOpenAIConfigB\x07\n\x05_mode\"^\n\x0cOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"a\n\x0f\x41nthropicConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"\xd3\x01\n\x11\x41zureOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x65ndpoint\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0f\x64\x65ployment_name\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0b\x61pi_version\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x12\n\x05model\x18\x05 \x01(\tH\x04\x88\x01\x01\x42\n\n\x08_api_keyB\x0b\n\t_endpointB\x12\n\x10_deployment_nameB\x0e\n\x0c_api_versionB\x08\n\x06_model\"\xa6\x03\n\x0bModelConfig\x12\x15\n\x08strategy\x18\x01 \x01(\tH\x00\x88\x01\x01\x12=\n\toverrides\x18\x02 \x03(\x0b\x32*.liya.engine.v1.ModelConfig.OverridesEntry\x12\'\n\x1a\x63ost_limit_usd_per_request\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x37\n\x06prices\x18\x04 \x03(\x0b\x32\'.liya.engine.v1.ModelConfig.PricesEntry\x12\x1f\n\x12monthly_budget_usd\x18\x05 \x01(\x01H\x02\x88\x01\x01\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aI\n\x0bPricesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.liya.engine.v1.ModelPrice:\x02\x38\x01\x42\x0b\n\t_strategyB\x1d\n\x1b_cost_limit_usd_per_requestB\x15\n\x13_monthly_budget_usd\"\x8a\x01\n\nModelPrice\x12\"\n\x15input_usd_per_million\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12#\n\x16output_usd_per_million\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x18\n\x16_input_usd_per_millionB\x19\n\x17_output_usd_per_million\"V\n\x14UpdateConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x18\n\x16GetMaskedConfigRequest\"G\n\x17GetMaskedConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\"\xce\x02\n\x0cMaskedConfig\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x18\n\x10serving_provider\x18\x02 \x01(\t\x12\x32\n\x06openai\x18\x03 \x01(\x0b\x32\".liya.engine.v1.MaskedOpenAIConfig\x12\x38\n\tanthropic\x18\x04 \x01(\x0b\x32%.liya.engine.v1.MaskedAnthropicConfig\x12\x36\n\x05\x61zure\x18\x05 \x01(\x0b\x32\'.liya.engine.v1.MaskedAzureOpenAIConfig\x12\x31\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x12MaskedOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"[\n\x15MaskedAnthropicConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"\x95\x01\n\x17MaskedAzureOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65ployment_name\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\"%\n\x13VerifyConfigRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\"\x97\x01\n\x14VerifyConfigResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12$\n\x05usage\x18\x05 \x01(\x0b\x32\x15.liya.engine.v1.Usage\"@\n\x17ListAuditEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x18ListAuditEntriesResponse\x12\x31\n\raudit_entries\x18\x01 \x03(\x0b\x32\x1a.liya.engine.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xac\x01\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x15\n\rchanged_paths\x18\x05 \x03(\t\x12\x13\n\x0bmode_before\x18\x06 \x01(\t\x12\x12\n\nmode_after\x18\x07 \x01(\t2\xba\x04\n\rConfigService\x12\x7f\n\x0cUpdateConfig\x12#.liya.engine.v1.UpdateConfigRequest\x1a$.liya.engine.v1.UpdateConfigResponse\"$\x82\xd3\xe4\x93\x02\x1e\x32\x19/dashboard/account/config:\x01*\x12\x85\x01\n\x0fGetMaskedConfig\x12&.liya.engine.v1.GetMaskedConfigRequest\x1a\'.liya.engine.v1.GetMaskedConfigResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/dashboard/account/config\x12\x86\x01\n\x0cVerifyConfig\x12#.liya.engine.v1.VerifyConfigRequest\x1a$.liya.engine.v1.VerifyConfigResponse\"+\x82\xd3\xe4\x93\x02%\" /dashboard/account/config:verify:\x01*\x12\x96\x01\n\x10ListAuditEntries\x12\'.liya.engine.v1.ListAuditEntriesRequest\x1a(.liya.engine.v1.ListAuditEntriesResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/dashboard/account/config/audit-entriesB\x94\x01\n\x17\x61i.liyaengine.engine.v1B\x12\x43onfigServiceProtoP\x01Z(liyaengine.ai/go/liya/engine/v1;enginev1\xa2\x02\x03LEX\xaa\x02\x0eLiya.Engine.V1\xca\x02\x0eLiya\\Engine\\V1\xea\x02\x10Liya::Engine::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#liya/engine/v1/config_service.proto\x12\x0eliya.engine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&liya/engine/v1/inference_service.proto\"\xe7\x01\n\x13UpdateConfigRequest\x12\x37\n\x0fprovider_config\x18\x01 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderConfig\x12\x31\n\x0cmodel_config\x18\x02 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\x12\x0e\n\x06verify\x18\x06 \x01(\x08\"\xc0\x01\n\x0eProviderConfig\x12\x11\n\x04mode\x18\x01 \x01(\tH\x00\x88\x01\x01\x12,\n\x06openai\x18\x02 \x01(\x0b\x32\x1c.liya.engine.v1.OpenAIConfig\x12\x32\n\tanthropic\x18\x03 \x01(\x0b\x32\x1f.liya.engine.v1.AnthropicConfig\x12\x30\n\x05\x61zure\x18\x04 \x01(\x0b\x32!.liya.engine.v1.AzureOpenAIConfigB\x07\n\x05_mode\"^\n\x0cOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"a\n\x0f\x41nthropicConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rdefault_model\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_api_keyB\x10\n\x0e_default_model\"\xd3\x01\n\x11\x41zureOpenAIConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x65ndpoint\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0f\x64\x65ployment_name\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0b\x61pi_version\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x12\n\x05model\x18\x05 \x01(\tH\x04\x88\x01\x01\x42\n\n\x08_api_keyB\x0b\n\t_endpointB\x12\n\x10_deployment_nameB\x0e\n\x0c_api_versionB\x08\n\x06_model\"\xa6\x03\n\x0bModelConfig\x12\x15\n\x08strategy\x18\x01 \x01(\tH\x00\x88\x01\x01\x12=\n\toverrides\x18\x02 \x03(\x0b\x32*.liya.engine.v1.ModelConfig.OverridesEntry\x12\'\n\x1a\x63ost_limit_usd_per_request\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x37\n\x06prices\x18\x04 \x03(\x0b\x32\'.liya.engine.v1.ModelConfig.PricesEntry\x12\x1f\n\x12monthly_budget_usd\x18\x05 \x01(\x01H\x02\x88\x01\x01\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aI\n\x0bPricesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.liya.engine.v1.ModelPrice:\x02\x38\x01\x42\x0b\n\t_strategyB\x1d\n\x1b_cost_limit_usd_per_requestB\x15\n\x13_monthly_budget_usd\"\x8a\x01\n\nModelPrice\x12\"\n\x15input_usd_per_million\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12#\n\x16output_usd_per_million\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x18\n\x16_input_usd_per_millionB\x19\n\x17_output_usd_per_million\"V\n\x14UpdateConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x18\n\x16GetMaskedConfigRequest\"G\n\x17GetMaskedConfigResponse\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.liya.engine.v1.MaskedConfig\"\xce\x02\n\x0cMaskedConfig\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x18\n\x10serving_provider\x18\x02 \x01(\t\x12\x32\n\x06openai\x18\x03 \x01(\x0b\x32\".liya.engine.v1.MaskedOpenAIConfig\x12\x38\n\tanthropic\x18\x04 \x01(\x0b\x32%.liya.engine.v1.MaskedAnthropicConfig\x12\x36\n\x05\x61zure\x18\x05 \x01(\x0b\x32\'.liya.engine.v1.MaskedAzureOpenAIConfig\x12\x31\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x1b.liya.engine.v1.ModelConfig\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x12MaskedOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12.\n\x06health\x18\x04 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderHealth\"\x8b\x01\n\x15MaskedAnthropicConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12.\n\x06health\x18\x04 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderHealth\"\xc5\x01\n\x17MaskedAzureOpenAIConfig\x12\x12\n\nconfigured\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pi_key_preview\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65ployment_name\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12.\n\x06health\x18\x07 \x01(\x0b\x32\x1e.liya.engine.v1.ProviderHealth\"\xfa\x01\n\x0eProviderHealth\x12\r\n\x05state\x18\x01 \x01(\t\x12\x35\n\x11last_success_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_failure_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13last_failure_reason\x18\x04 \x01(\t\x12\x1c\n\x14last_failure_message\x18\x05 \x01(\t\x12\x30\n\x0ckey_set_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x13VerifyConfigRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\"\x97\x01\n\x14VerifyConfigResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12$\n\x05usage\x18\x05 \x01(\x0b\x32\x15.liya.engine.v1.Usage\"@\n\x17ListAuditEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x18ListAuditEntriesResponse\x12\x31\n\raudit_entries\x18\x01 \x03(\x0b\x32\x1a.liya.engine.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xac\x01\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x15\n\rchanged_paths\x18\x05 \x03(\t\x12\x13\n\x0bmode_before\x18\x06 \x01(\t\x12\x12\n\nmode_after\x18\x07 \x01(\t2\xba\x04\n\rConfigService\x12\x7f\n\x0cUpdateConfig\x12#.liya.engine.v1.UpdateConfigRequest\x1a$.liya.engine.v1.UpdateConfigResponse\"$\x82\xd3\xe4\x93\x02\x1e\x32\x19/dashboard/account/config:\x01*\x12\x85\x01\n\x0fGetMaskedConfig\x12&.liya.engine.v1.GetMaskedConfigRequest\x1a\'.liya.engine.v1.GetMaskedConfigResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/dashboard/account/config\x12\x86\x01\n\x0cVerifyConfig\x12#.liya.engine.v1.VerifyConfigRequest\x1a$.liya.engine.v1.VerifyConfigResponse\"+\x82\xd3\xe4\x93\x02%\" /dashboard/account/config:verify:\x01*\x12\x96\x01\n\x10ListAuditEntries\x12\'.liya.engine.v1.ListAuditEntriesRequest\x1a(.liya.engine.v1.ListAuditEntriesResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/dashboard/account/config/audit-entriesB\x94\x01\n\x17\x61i.liyaengine.engine.v1B\x12\x43onfigServiceProtoP\x01Z(liyaengine.ai/go/liya/engine/v1;enginev1\xa2\x02\x03LEX\xaa\x02\x0eLiya.Engine.V1\xca\x02\x0eLiya\\Engine\\V1\xea\x02\x10Liya::Engine::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,47 +50,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONFIGSERVICE'].methods_by_name['ListAuditEntries']._loaded_options = None
   _globals['_CONFIGSERVICE'].methods_by_name['ListAuditEntries']._serialized_options = b'\202\323\344\223\002)\022\'/dashboard/account/config/audit-entries'
   _globals['_UPDATECONFIGREQUEST']._serialized_start=225
-  _globals['_UPDATECONFIGREQUEST']._serialized_end=440
-  _globals['_PROVIDERCONFIG']._serialized_start=443
-  _globals['_PROVIDERCONFIG']._serialized_end=635
-  _globals['_OPENAICONFIG']._serialized_start=637
-  _globals['_OPENAICONFIG']._serialized_end=731
-  _globals['_ANTHROPICCONFIG']._serialized_start=733
-  _globals['_ANTHROPICCONFIG']._serialized_end=830
-  _globals['_AZUREOPENAICONFIG']._serialized_start=833
-  _globals['_AZUREOPENAICONFIG']._serialized_end=1044
-  _globals['_MODELCONFIG']._serialized_start=1047
-  _globals['_MODELCONFIG']._serialized_end=1469
-  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_start=1279
-  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_end=1327
-  _globals['_MODELCONFIG_PRICESENTRY']._serialized_start=1329
-  _globals['_MODELCONFIG_PRICESENTRY']._serialized_end=1402
-  _globals['_MODELPRICE']._serialized_start=1472
-  _globals['_MODELPRICE']._serialized_end=1610
-  _globals['_UPDATECONFIGRESPONSE']._serialized_start=1612
-  _globals['_UPDATECONFIGRESPONSE']._serialized_end=1698
-  _globals['_GETMASKEDCONFIGREQUEST']._serialized_start=1700
-  _globals['_GETMASKEDCONFIGREQUEST']._serialized_end=1724
-  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_start=1726
-  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_end=1797
-  _globals['_MASKEDCONFIG']._serialized_start=1800
-  _globals['_MASKEDCONFIG']._serialized_end=2134
-  _globals['_MASKEDOPENAICONFIG']._serialized_start=2136
-  _globals['_MASKEDOPENAICONFIG']._serialized_end=2224
-  _globals['_MASKEDANTHROPICCONFIG']._serialized_start=2226
-  _globals['_MASKEDANTHROPICCONFIG']._serialized_end=2317
-  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_start=2320
-  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_end=2469
-  _globals['_VERIFYCONFIGREQUEST']._serialized_start=2471
-  _globals['_VERIFYCONFIGREQUEST']._serialized_end=2508
-  _globals['_VERIFYCONFIGRESPONSE']._serialized_start=2511
-  _globals['_VERIFYCONFIGRESPONSE']._serialized_end=2662
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=2664
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=2728
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=2730
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=2832
-  _globals['_AUDITENTRY']._serialized_start=2835
-  _globals['_AUDITENTRY']._serialized_end=3007
-  _globals['_CONFIGSERVICE']._serialized_start=3010
-  _globals['_CONFIGSERVICE']._serialized_end=3580
+  _globals['_UPDATECONFIGREQUEST']._serialized_end=456
+  _globals['_PROVIDERCONFIG']._serialized_start=459
+  _globals['_PROVIDERCONFIG']._serialized_end=651
+  _globals['_OPENAICONFIG']._serialized_start=653
+  _globals['_OPENAICONFIG']._serialized_end=747
+  _globals['_ANTHROPICCONFIG']._serialized_start=749
+  _globals['_ANTHROPICCONFIG']._serialized_end=846
+  _globals['_AZUREOPENAICONFIG']._serialized_start=849
+  _globals['_AZUREOPENAICONFIG']._serialized_end=1060
+  _globals['_MODELCONFIG']._serialized_start=1063
+  _globals['_MODELCONFIG']._serialized_end=1485
+  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_start=1295
+  _globals['_MODELCONFIG_OVERRIDESENTRY']._serialized_end=1343
+  _globals['_MODELCONFIG_PRICESENTRY']._serialized_start=1345
+  _globals['_MODELCONFIG_PRICESENTRY']._serialized_end=1418
+  _globals['_MODELPRICE']._serialized_start=1488
+  _globals['_MODELPRICE']._serialized_end=1626
+  _globals['_UPDATECONFIGRESPONSE']._serialized_start=1628
+  _globals['_UPDATECONFIGRESPONSE']._serialized_end=1714
+  _globals['_GETMASKEDCONFIGREQUEST']._serialized_start=1716
+  _globals['_GETMASKEDCONFIGREQUEST']._serialized_end=1740
+  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_start=1742
+  _globals['_GETMASKEDCONFIGRESPONSE']._serialized_end=1813
+  _globals['_MASKEDCONFIG']._serialized_start=1816
+  _globals['_MASKEDCONFIG']._serialized_end=2150
+  _globals['_MASKEDOPENAICONFIG']._serialized_start=2153
+  _globals['_MASKEDOPENAICONFIG']._serialized_end=2289
+  _globals['_MASKEDANTHROPICCONFIG']._serialized_start=2292
+  _globals['_MASKEDANTHROPICCONFIG']._serialized_end=2431
+  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_start=2434
+  _globals['_MASKEDAZUREOPENAICONFIG']._serialized_end=2631
+  _globals['_PROVIDERHEALTH']._serialized_start=2634
+  _globals['_PROVIDERHEALTH']._serialized_end=2884
+  _globals['_VERIFYCONFIGREQUEST']._serialized_start=2886
+  _globals['_VERIFYCONFIGREQUEST']._serialized_end=2923
+  _globals['_VERIFYCONFIGRESPONSE']._serialized_start=2926
+  _globals['_VERIFYCONFIGRESPONSE']._serialized_end=3077
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=3079
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=3143
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=3145
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=3247
+  _globals['_AUDITENTRY']._serialized_start=3250
+  _globals['_AUDITENTRY']._serialized_end=3422
+  _globals['_CONFIGSERVICE']._serialized_start=3425
+  _globals['_CONFIGSERVICE']._serialized_end=3995
 # @@protoc_insertion_point(module_scope)

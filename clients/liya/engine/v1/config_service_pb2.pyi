@@ -14,18 +14,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UpdateConfigRequest(_message.Message):
-    __slots__ = ("provider_config", "model_config", "update_mask", "etag", "validate_only")
+    __slots__ = ("provider_config", "model_config", "update_mask", "etag", "validate_only", "verify")
     PROVIDER_CONFIG_FIELD_NUMBER: _ClassVar[int]
     MODEL_CONFIG_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_FIELD_NUMBER: _ClassVar[int]
     provider_config: ProviderConfig
     model_config: ModelConfig
     update_mask: _field_mask_pb2.FieldMask
     etag: str
     validate_only: bool
-    def __init__(self, provider_config: _Optional[_Union[ProviderConfig, _Mapping]] = ..., model_config: _Optional[_Union[ModelConfig, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., etag: _Optional[str] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+    verify: bool
+    def __init__(self, provider_config: _Optional[_Union[ProviderConfig, _Mapping]] = ..., model_config: _Optional[_Union[ModelConfig, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., etag: _Optional[str] = ..., validate_only: _Optional[bool] = ..., verify: _Optional[bool] = ...) -> None: ...
 
 class ProviderConfig(_message.Message):
     __slots__ = ("mode", "openai", "anthropic", "azure")
@@ -144,40 +146,62 @@ class MaskedConfig(_message.Message):
     def __init__(self, mode: _Optional[str] = ..., serving_provider: _Optional[str] = ..., openai: _Optional[_Union[MaskedOpenAIConfig, _Mapping]] = ..., anthropic: _Optional[_Union[MaskedAnthropicConfig, _Mapping]] = ..., azure: _Optional[_Union[MaskedAzureOpenAIConfig, _Mapping]] = ..., model_config: _Optional[_Union[ModelConfig, _Mapping]] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class MaskedOpenAIConfig(_message.Message):
-    __slots__ = ("configured", "api_key_preview", "default_model")
+    __slots__ = ("configured", "api_key_preview", "default_model", "health")
     CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     API_KEY_PREVIEW_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     configured: bool
     api_key_preview: str
     default_model: str
-    def __init__(self, configured: _Optional[bool] = ..., api_key_preview: _Optional[str] = ..., default_model: _Optional[str] = ...) -> None: ...
+    health: ProviderHealth
+    def __init__(self, configured: _Optional[bool] = ..., api_key_preview: _Optional[str] = ..., default_model: _Optional[str] = ..., health: _Optional[_Union[ProviderHealth, _Mapping]] = ...) -> None: ...
 
 class MaskedAnthropicConfig(_message.Message):
-    __slots__ = ("configured", "api_key_preview", "default_model")
+    __slots__ = ("configured", "api_key_preview", "default_model", "health")
     CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     API_KEY_PREVIEW_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     configured: bool
     api_key_preview: str
     default_model: str
-    def __init__(self, configured: _Optional[bool] = ..., api_key_preview: _Optional[str] = ..., default_model: _Optional[str] = ...) -> None: ...
+    health: ProviderHealth
+    def __init__(self, configured: _Optional[bool] = ..., api_key_preview: _Optional[str] = ..., default_model: _Optional[str] = ..., health: _Optional[_Union[ProviderHealth, _Mapping]] = ...) -> None: ...
 
 class MaskedAzureOpenAIConfig(_message.Message):
-    __slots__ = ("configured", "api_key_preview", "endpoint", "deployment_name", "api_version", "model")
+    __slots__ = ("configured", "api_key_preview", "endpoint", "deployment_name", "api_version", "model", "health")
     CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     API_KEY_PREVIEW_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_NAME_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     configured: bool
     api_key_preview: str
     endpoint: str
     deployment_name: str
     api_version: str
     model: str
-    def __init__(self, configured: _Optional[bool] = ..., api_key_preview: _Optional[str] = ..., endpoint: _Optional[str] = ..., deployment_name: _Optional[str] = ..., api_version: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    health: ProviderHealth
+    def __init__(self, configured: _Optional[bool] = ..., api_key_preview: _Optional[str] = ..., endpoint: _Optional[str] = ..., deployment_name: _Optional[str] = ..., api_version: _Optional[str] = ..., model: _Optional[str] = ..., health: _Optional[_Union[ProviderHealth, _Mapping]] = ...) -> None: ...
+
+class ProviderHealth(_message.Message):
+    __slots__ = ("state", "last_success_time", "last_failure_time", "last_failure_reason", "last_failure_message", "key_set_time")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SUCCESS_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    KEY_SET_TIME_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    last_success_time: _timestamp_pb2.Timestamp
+    last_failure_time: _timestamp_pb2.Timestamp
+    last_failure_reason: str
+    last_failure_message: str
+    key_set_time: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[str] = ..., last_success_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure_reason: _Optional[str] = ..., last_failure_message: _Optional[str] = ..., key_set_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VerifyConfigRequest(_message.Message):
     __slots__ = ("intent",)

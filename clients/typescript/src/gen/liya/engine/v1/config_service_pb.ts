@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file liya/engine/v1/config_service.proto.
  */
 export const file_liya_engine_v1_config_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNsaXlhL2VuZ2luZS92MS9jb25maWdfc2VydmljZS5wcm90bxIObGl5YS5lbmdpbmUudjEi1wEKE1VwZGF0ZUNvbmZpZ1JlcXVlc3QSNwoPcHJvdmlkZXJfY29uZmlnGAEgASgLMh4ubGl5YS5lbmdpbmUudjEuUHJvdmlkZXJDb25maWcSMQoMbW9kZWxfY29uZmlnGAIgASgLMhsubGl5YS5lbmdpbmUudjEuTW9kZWxDb25maWcSLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEgwKBGV0YWcYBCABKAkSFQoNdmFsaWRhdGVfb25seRgFIAEoCCLAAQoOUHJvdmlkZXJDb25maWcSEQoEbW9kZRgBIAEoCUgAiAEBEiwKBm9wZW5haRgCIAEoCzIcLmxpeWEuZW5naW5lLnYxLk9wZW5BSUNvbmZpZxIyCglhbnRocm9waWMYAyABKAsyHy5saXlhLmVuZ2luZS52MS5BbnRocm9waWNDb25maWcSMAoFYXp1cmUYBCABKAsyIS5saXlhLmVuZ2luZS52MS5BenVyZU9wZW5BSUNvbmZpZ0IHCgVfbW9kZSJeCgxPcGVuQUlDb25maWcSFAoHYXBpX2tleRgBIAEoCUgAiAEBEhoKDWRlZmF1bHRfbW9kZWwYAiABKAlIAYgBAUIKCghfYXBpX2tleUIQCg5fZGVmYXVsdF9tb2RlbCJhCg9BbnRocm9waWNDb25maWcSFAoHYXBpX2tleRgBIAEoCUgAiAEBEhoKDWRlZmF1bHRfbW9kZWwYAiABKAlIAYgBAUIKCghfYXBpX2tleUIQCg5fZGVmYXVsdF9tb2RlbCLTAQoRQXp1cmVPcGVuQUlDb25maWcSFAoHYXBpX2tleRgBIAEoCUgAiAEBEhUKCGVuZHBvaW50GAIgASgJSAGIAQESHAoPZGVwbG95bWVudF9uYW1lGAMgASgJSAKIAQESGAoLYXBpX3ZlcnNpb24YBCABKAlIA4gBARISCgVtb2RlbBgFIAEoCUgEiAEBQgoKCF9hcGlfa2V5QgsKCV9lbmRwb2ludEISChBfZGVwbG95bWVudF9uYW1lQg4KDF9hcGlfdmVyc2lvbkIICgZfbW9kZWwipgMKC01vZGVsQ29uZmlnEhUKCHN0cmF0ZWd5GAEgASgJSACIAQESPQoJb3ZlcnJpZGVzGAIgAygLMioubGl5YS5lbmdpbmUudjEuTW9kZWxDb25maWcuT3ZlcnJpZGVzRW50cnkSJwoaY29zdF9saW1pdF91c2RfcGVyX3JlcXVlc3QYAyABKAFIAYgBARI3CgZwcmljZXMYBCADKAsyJy5saXlhLmVuZ2luZS52MS5Nb2RlbENvbmZpZy5QcmljZXNFbnRyeRIfChJtb250aGx5X2J1ZGdldF91c2QYBSABKAFIAogBARowCg5PdmVycmlkZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGkkKC1ByaWNlc0VudHJ5EgsKA2tleRgBIAEoCRIpCgV2YWx1ZRgCIAEoCzIaLmxpeWEuZW5naW5lLnYxLk1vZGVsUHJpY2U6AjgBQgsKCV9zdHJhdGVneUIdChtfY29zdF9saW1pdF91c2RfcGVyX3JlcXVlc3RCFQoTX21vbnRobHlfYnVkZ2V0X3VzZCKKAQoKTW9kZWxQcmljZRIiChVpbnB1dF91c2RfcGVyX21pbGxpb24YASABKAFIAIgBARIjChZvdXRwdXRfdXNkX3Blcl9taWxsaW9uGAIgASgBSAGIAQFCGAoWX2lucHV0X3VzZF9wZXJfbWlsbGlvbkIZChdfb3V0cHV0X3VzZF9wZXJfbWlsbGlvbiJWChRVcGRhdGVDb25maWdSZXNwb25zZRIsCgZjb25maWcYASABKAsyHC5saXlhLmVuZ2luZS52MS5NYXNrZWRDb25maWcSEAoId2FybmluZ3MYAiADKAkiGAoWR2V0TWFza2VkQ29uZmlnUmVxdWVzdCJHChdHZXRNYXNrZWRDb25maWdSZXNwb25zZRIsCgZjb25maWcYASABKAsyHC5saXlhLmVuZ2luZS52MS5NYXNrZWRDb25maWcizgIKDE1hc2tlZENvbmZpZxIMCgRtb2RlGAEgASgJEhgKEHNlcnZpbmdfcHJvdmlkZXIYAiABKAkSMgoGb3BlbmFpGAMgASgLMiIubGl5YS5lbmdpbmUudjEuTWFza2VkT3BlbkFJQ29uZmlnEjgKCWFudGhyb3BpYxgEIAEoCzIlLmxpeWEuZW5naW5lLnYxLk1hc2tlZEFudGhyb3BpY0NvbmZpZxI2CgVhenVyZRgFIAEoCzInLmxpeWEuZW5naW5lLnYxLk1hc2tlZEF6dXJlT3BlbkFJQ29uZmlnEjEKDG1vZGVsX2NvbmZpZxgGIAEoCzIbLmxpeWEuZW5naW5lLnYxLk1vZGVsQ29uZmlnEgwKBGV0YWcYByABKAkSLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlgKEk1hc2tlZE9wZW5BSUNvbmZpZxISCgpjb25maWd1cmVkGAEgASgIEhcKD2FwaV9rZXlfcHJldmlldxgCIAEoCRIVCg1kZWZhdWx0X21vZGVsGAMgASgJIlsKFU1hc2tlZEFudGhyb3BpY0NvbmZpZxISCgpjb25maWd1cmVkGAEgASgIEhcKD2FwaV9rZXlfcHJldmlldxgCIAEoCRIVCg1kZWZhdWx0X21vZGVsGAMgASgJIpUBChdNYXNrZWRBenVyZU9wZW5BSUNvbmZpZxISCgpjb25maWd1cmVkGAEgASgIEhcKD2FwaV9rZXlfcHJldmlldxgCIAEoCRIQCghlbmRwb2ludBgDIAEoCRIXCg9kZXBsb3ltZW50X25hbWUYBCABKAkSEwoLYXBpX3ZlcnNpb24YBSABKAkSDQoFbW9kZWwYBiABKAkiJQoTVmVyaWZ5Q29uZmlnUmVxdWVzdBIOCgZpbnRlbnQYASABKAkilwEKFFZlcmlmeUNvbmZpZ1Jlc3BvbnNlEhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJEgwKBG1vZGUYAyABKAkSKgoHbGF0ZW5jeRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIkCgV1c2FnZRgFIAEoCzIVLmxpeWEuZW5naW5lLnYxLlVzYWdlIkAKF0xpc3RBdWRpdEVudHJpZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImYKGExpc3RBdWRpdEVudHJpZXNSZXNwb25zZRIxCg1hdWRpdF9lbnRyaWVzGAEgAygLMhoubGl5YS5lbmdpbmUudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkirAEKCkF1ZGl0RW50cnkSCgoCaWQYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkSFQoNY2hhbmdlZF9wYXRocxgFIAMoCRITCgttb2RlX2JlZm9yZRgGIAEoCRISCgptb2RlX2FmdGVyGAcgASgJMroECg1Db25maWdTZXJ2aWNlEn8KDFVwZGF0ZUNvbmZpZxIjLmxpeWEuZW5naW5lLnYxLlVwZGF0ZUNvbmZpZ1JlcXVlc3QaJC5saXlhLmVuZ2luZS52MS5VcGRhdGVDb25maWdSZXNwb25zZSIkgtPkkwIeOgEqMhkvZGFzaGJvYXJkL2FjY291bnQvY29uZmlnEoUBCg9HZXRNYXNrZWRDb25maWcSJi5saXlhLmVuZ2luZS52MS5HZXRNYXNrZWRDb25maWdSZXF1ZXN0GicubGl5YS5lbmdpbmUudjEuR2V0TWFza2VkQ29uZmlnUmVzcG9uc2UiIYLT5JMCGxIZL2Rhc2hib2FyZC9hY2NvdW50L2NvbmZpZxKGAQoMVmVyaWZ5Q29uZmlnEiMubGl5YS5lbmdpbmUudjEuVmVyaWZ5Q29uZmlnUmVxdWVzdBokLmxpeWEuZW5naW5lLnYxLlZlcmlmeUNvbmZpZ1Jlc3BvbnNlIiuC0+STAiU6ASoiIC9kYXNoYm9hcmQvYWNjb3VudC9jb25maWc6dmVyaWZ5EpYBChBMaXN0QXVkaXRFbnRyaWVzEicubGl5YS5lbmdpbmUudjEuTGlzdEF1ZGl0RW50cmllc1JlcXVlc3QaKC5saXlhLmVuZ2luZS52MS5MaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2UiL4LT5JMCKRInL2Rhc2hib2FyZC9hY2NvdW50L2NvbmZpZy9hdWRpdC1lbnRyaWVzQpQBChdhaS5saXlhZW5naW5lLmVuZ2luZS52MUISQ29uZmlnU2VydmljZVByb3RvUAFaKGxpeWFlbmdpbmUuYWkvZ28vbGl5YS9lbmdpbmUvdjE7ZW5naW5ldjGiAgNMRViqAg5MaXlhLkVuZ2luZS5WMcoCDkxpeWFcRW5naW5lXFYx6gIQTGl5YTo6RW5naW5lOjpWMWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_liya_engine_v1_inference_service]);
+  fileDesc("CiNsaXlhL2VuZ2luZS92MS9jb25maWdfc2VydmljZS5wcm90bxIObGl5YS5lbmdpbmUudjEi5wEKE1VwZGF0ZUNvbmZpZ1JlcXVlc3QSNwoPcHJvdmlkZXJfY29uZmlnGAEgASgLMh4ubGl5YS5lbmdpbmUudjEuUHJvdmlkZXJDb25maWcSMQoMbW9kZWxfY29uZmlnGAIgASgLMhsubGl5YS5lbmdpbmUudjEuTW9kZWxDb25maWcSLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEgwKBGV0YWcYBCABKAkSFQoNdmFsaWRhdGVfb25seRgFIAEoCBIOCgZ2ZXJpZnkYBiABKAgiwAEKDlByb3ZpZGVyQ29uZmlnEhEKBG1vZGUYASABKAlIAIgBARIsCgZvcGVuYWkYAiABKAsyHC5saXlhLmVuZ2luZS52MS5PcGVuQUlDb25maWcSMgoJYW50aHJvcGljGAMgASgLMh8ubGl5YS5lbmdpbmUudjEuQW50aHJvcGljQ29uZmlnEjAKBWF6dXJlGAQgASgLMiEubGl5YS5lbmdpbmUudjEuQXp1cmVPcGVuQUlDb25maWdCBwoFX21vZGUiXgoMT3BlbkFJQ29uZmlnEhQKB2FwaV9rZXkYASABKAlIAIgBARIaCg1kZWZhdWx0X21vZGVsGAIgASgJSAGIAQFCCgoIX2FwaV9rZXlCEAoOX2RlZmF1bHRfbW9kZWwiYQoPQW50aHJvcGljQ29uZmlnEhQKB2FwaV9rZXkYASABKAlIAIgBARIaCg1kZWZhdWx0X21vZGVsGAIgASgJSAGIAQFCCgoIX2FwaV9rZXlCEAoOX2RlZmF1bHRfbW9kZWwi0wEKEUF6dXJlT3BlbkFJQ29uZmlnEhQKB2FwaV9rZXkYASABKAlIAIgBARIVCghlbmRwb2ludBgCIAEoCUgBiAEBEhwKD2RlcGxveW1lbnRfbmFtZRgDIAEoCUgCiAEBEhgKC2FwaV92ZXJzaW9uGAQgASgJSAOIAQESEgoFbW9kZWwYBSABKAlIBIgBAUIKCghfYXBpX2tleUILCglfZW5kcG9pbnRCEgoQX2RlcGxveW1lbnRfbmFtZUIOCgxfYXBpX3ZlcnNpb25CCAoGX21vZGVsIqYDCgtNb2RlbENvbmZpZxIVCghzdHJhdGVneRgBIAEoCUgAiAEBEj0KCW92ZXJyaWRlcxgCIAMoCzIqLmxpeWEuZW5naW5lLnYxLk1vZGVsQ29uZmlnLk92ZXJyaWRlc0VudHJ5EicKGmNvc3RfbGltaXRfdXNkX3Blcl9yZXF1ZXN0GAMgASgBSAGIAQESNwoGcHJpY2VzGAQgAygLMicubGl5YS5lbmdpbmUudjEuTW9kZWxDb25maWcuUHJpY2VzRW50cnkSHwoSbW9udGhseV9idWRnZXRfdXNkGAUgASgBSAKIAQEaMAoOT3ZlcnJpZGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARpJCgtQcmljZXNFbnRyeRILCgNrZXkYASABKAkSKQoFdmFsdWUYAiABKAsyGi5saXlhLmVuZ2luZS52MS5Nb2RlbFByaWNlOgI4AUILCglfc3RyYXRlZ3lCHQobX2Nvc3RfbGltaXRfdXNkX3Blcl9yZXF1ZXN0QhUKE19tb250aGx5X2J1ZGdldF91c2QiigEKCk1vZGVsUHJpY2USIgoVaW5wdXRfdXNkX3Blcl9taWxsaW9uGAEgASgBSACIAQESIwoWb3V0cHV0X3VzZF9wZXJfbWlsbGlvbhgCIAEoAUgBiAEBQhgKFl9pbnB1dF91c2RfcGVyX21pbGxpb25CGQoXX291dHB1dF91c2RfcGVyX21pbGxpb24iVgoUVXBkYXRlQ29uZmlnUmVzcG9uc2USLAoGY29uZmlnGAEgASgLMhwubGl5YS5lbmdpbmUudjEuTWFza2VkQ29uZmlnEhAKCHdhcm5pbmdzGAIgAygJIhgKFkdldE1hc2tlZENvbmZpZ1JlcXVlc3QiRwoXR2V0TWFza2VkQ29uZmlnUmVzcG9uc2USLAoGY29uZmlnGAEgASgLMhwubGl5YS5lbmdpbmUudjEuTWFza2VkQ29uZmlnIs4CCgxNYXNrZWRDb25maWcSDAoEbW9kZRgBIAEoCRIYChBzZXJ2aW5nX3Byb3ZpZGVyGAIgASgJEjIKBm9wZW5haRgDIAEoCzIiLmxpeWEuZW5naW5lLnYxLk1hc2tlZE9wZW5BSUNvbmZpZxI4CglhbnRocm9waWMYBCABKAsyJS5saXlhLmVuZ2luZS52MS5NYXNrZWRBbnRocm9waWNDb25maWcSNgoFYXp1cmUYBSABKAsyJy5saXlhLmVuZ2luZS52MS5NYXNrZWRBenVyZU9wZW5BSUNvbmZpZxIxCgxtb2RlbF9jb25maWcYBiABKAsyGy5saXlhLmVuZ2luZS52MS5Nb2RlbENvbmZpZxIMCgRldGFnGAcgASgJEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKIAQoSTWFza2VkT3BlbkFJQ29uZmlnEhIKCmNvbmZpZ3VyZWQYASABKAgSFwoPYXBpX2tleV9wcmV2aWV3GAIgASgJEhUKDWRlZmF1bHRfbW9kZWwYAyABKAkSLgoGaGVhbHRoGAQgASgLMh4ubGl5YS5lbmdpbmUudjEuUHJvdmlkZXJIZWFsdGgiiwEKFU1hc2tlZEFudGhyb3BpY0NvbmZpZxISCgpjb25maWd1cmVkGAEgASgIEhcKD2FwaV9rZXlfcHJldmlldxgCIAEoCRIVCg1kZWZhdWx0X21vZGVsGAMgASgJEi4KBmhlYWx0aBgEIAEoCzIeLmxpeWEuZW5naW5lLnYxLlByb3ZpZGVySGVhbHRoIsUBChdNYXNrZWRBenVyZU9wZW5BSUNvbmZpZxISCgpjb25maWd1cmVkGAEgASgIEhcKD2FwaV9rZXlfcHJldmlldxgCIAEoCRIQCghlbmRwb2ludBgDIAEoCRIXCg9kZXBsb3ltZW50X25hbWUYBCABKAkSEwoLYXBpX3ZlcnNpb24YBSABKAkSDQoFbW9kZWwYBiABKAkSLgoGaGVhbHRoGAcgASgLMh4ubGl5YS5lbmdpbmUudjEuUHJvdmlkZXJIZWFsdGgi+gEKDlByb3ZpZGVySGVhbHRoEg0KBXN0YXRlGAEgASgJEjUKEWxhc3Rfc3VjY2Vzc190aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X2ZhaWx1cmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9mYWlsdXJlX3JlYXNvbhgEIAEoCRIcChRsYXN0X2ZhaWx1cmVfbWVzc2FnZRgFIAEoCRIwCgxrZXlfc2V0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiUKE1ZlcmlmeUNvbmZpZ1JlcXVlc3QSDgoGaW50ZW50GAEgASgJIpcBChRWZXJpZnlDb25maWdSZXNwb25zZRIQCghwcm92aWRlchgBIAEoCRINCgVtb2RlbBgCIAEoCRIMCgRtb2RlGAMgASgJEioKB2xhdGVuY3kYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJAoFdXNhZ2UYBSABKAsyFS5saXlhLmVuZ2luZS52MS5Vc2FnZSJAChdMaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJmChhMaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2USMQoNYXVkaXRfZW50cmllcxgBIAMoCzIaLmxpeWEuZW5naW5lLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqwBCgpBdWRpdEVudHJ5EgoKAmlkGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJEhUKDWNoYW5nZWRfcGF0aHMYBSADKAkSEwoLbW9kZV9iZWZvcmUYBiABKAkSEgoKbW9kZV9hZnRlchgHIAEoCTK6BAoNQ29uZmlnU2VydmljZRJ/CgxVcGRhdGVDb25maWcSIy5saXlhLmVuZ2luZS52MS5VcGRhdGVDb25maWdSZXF1ZXN0GiQubGl5YS5lbmdpbmUudjEuVXBkYXRlQ29uZmlnUmVzcG9uc2UiJILT5JMCHjoBKjIZL2Rhc2hib2FyZC9hY2NvdW50L2NvbmZpZxKFAQoPR2V0TWFza2VkQ29uZmlnEiYubGl5YS5lbmdpbmUudjEuR2V0TWFza2VkQ29uZmlnUmVxdWVzdBonLmxpeWEuZW5naW5lLnYxLkdldE1hc2tlZENvbmZpZ1Jlc3BvbnNlIiGC0+STAhsSGS9kYXNoYm9hcmQvYWNjb3VudC9jb25maWcShgEKDFZlcmlmeUNvbmZpZxIjLmxpeWEuZW5naW5lLnYxLlZlcmlmeUNvbmZpZ1JlcXVlc3QaJC5saXlhLmVuZ2luZS52MS5WZXJpZnlDb25maWdSZXNwb25zZSIrgtPkkwIlOgEqIiAvZGFzaGJvYXJkL2FjY291bnQvY29uZmlnOnZlcmlmeRKWAQoQTGlzdEF1ZGl0RW50cmllcxInLmxpeWEuZW5naW5lLnYxLkxpc3RBdWRpdEVudHJpZXNSZXF1ZXN0GigubGl5YS5lbmdpbmUudjEuTGlzdEF1ZGl0RW50cmllc1Jlc3BvbnNlIi+C0+STAikSJy9kYXNoYm9hcmQvYWNjb3VudC9jb25maWcvYXVkaXQtZW50cmllc0KUAQoXYWkubGl5YWVuZ2luZS5lbmdpbmUudjFCEkNvbmZpZ1NlcnZpY2VQcm90b1ABWihsaXlhZW5naW5lLmFpL2dvL2xpeWEvZW5naW5lL3YxO2VuZ2luZXYxogIDTEVYqgIOTGl5YS5FbmdpbmUuVjHKAg5MaXlhXEVuZ2luZVxWMeoCEExpeWE6OkVuZ2luZTo6VjFiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_liya_engine_v1_inference_service]);
 
 /**
  * Request message for `ConfigService.UpdateConfig`.
@@ -70,6 +70,26 @@ export type UpdateConfigRequest = Message<"liya.engine.v1.UpdateConfigRequest"> 
    * @generated from field: bool validate_only = 5;
    */
   validateOnly: boolean;
+
+  /**
+   * Optional. When true, the new credentials are tested before anything is
+   * written: for each provider whose credentials (`api_key`, `endpoint`,
+   * `deployment_name` or `api_version`) the request sets, the service makes a
+   * minimal real chat call (one output token) with the credentials the update
+   * would store. When a call fails, nothing is written (etag, key preview and
+   * audit log stay as they were) and the update fails with the same code,
+   * reason and metadata (including `provider`) as `InferenceService.Complete`
+   * would, such as `FAILED_PRECONDITION` `BYOK_AUTH_FAILED` for a revoked key.
+   * When every call succeeds, the update is written and the tested providers'
+   * `health.state` is `ok`.
+   *
+   * With `validate_only`, the credentials are tested and nothing is written:
+   * a "test key" button. Such a test never changes the stored key's health.
+   * A request that sets no credentials makes no call.
+   *
+   * @generated from field: bool verify = 6;
+   */
+  verify: boolean;
 };
 
 /**
@@ -500,6 +520,15 @@ export type MaskedOpenAIConfig = Message<"liya.engine.v1.MaskedOpenAIConfig"> & 
    * @generated from field: string default_model = 3;
    */
   defaultModel: string;
+
+  /**
+   * The health of the stored credentials, as the calls made with them have
+   * found it. Absent when no key is stored, when it cannot be read now, and
+   * in the answer to an `UpdateConfig` with `validate_only`.
+   *
+   * @generated from field: liya.engine.v1.ProviderHealth health = 4;
+   */
+  health?: ProviderHealth | undefined;
 };
 
 /**
@@ -535,6 +564,15 @@ export type MaskedAnthropicConfig = Message<"liya.engine.v1.MaskedAnthropicConfi
    * @generated from field: string default_model = 3;
    */
   defaultModel: string;
+
+  /**
+   * The health of the stored credentials, as the calls made with them have
+   * found it. Absent when no key is stored, when it cannot be read now, and
+   * in the answer to an `UpdateConfig` with `validate_only`.
+   *
+   * @generated from field: liya.engine.v1.ProviderHealth health = 4;
+   */
+  health?: ProviderHealth | undefined;
 };
 
 /**
@@ -591,6 +629,15 @@ export type MaskedAzureOpenAIConfig = Message<"liya.engine.v1.MaskedAzureOpenAIC
    * @generated from field: string model = 6;
    */
   model: string;
+
+  /**
+   * The health of the stored credentials, as the calls made with them have
+   * found it. Absent when no key is stored, when it cannot be read now, and
+   * in the answer to an `UpdateConfig` with `validate_only`.
+   *
+   * @generated from field: liya.engine.v1.ProviderHealth health = 7;
+   */
+  health?: ProviderHealth | undefined;
 };
 
 /**
@@ -599,6 +646,82 @@ export type MaskedAzureOpenAIConfig = Message<"liya.engine.v1.MaskedAzureOpenAIC
  */
 export const MaskedAzureOpenAIConfigSchema: GenMessage<MaskedAzureOpenAIConfig> = /*@__PURE__*/
   messageDesc(file_liya_engine_v1_config_service, 13);
+
+/**
+ * Whether a provider's stored credentials work, as the calls made with them
+ * (completions, `VerifyConfig`, `UpdateConfig` with `verify`) have found.
+ *
+ * Only failures that say something about the credentials or the provider
+ * change it: `BYOK_AUTH_FAILED`, `BYOK_QUOTA_EXCEEDED`,
+ * `BYOK_MODEL_NOT_FOUND`, `BYOK_ENDPOINT_UNREACHABLE` and
+ * `PROVIDER_UNAVAILABLE`. A caller's own mistake (`PROVIDER_REJECTED_REQUEST`,
+ * `INVALID_REQUEST`, `COST_LIMIT_EXCEEDED`, ...) or deadline does not, and
+ * calls in `managed` mode never touch it. Storing new credentials (key,
+ * endpoint, deployment or API version) starts it again at `unknown`; model
+ * settings and mode switches keep it.
+ *
+ * Shared by every replica: a failure shows on every replica within 5 seconds,
+ * a first success or a recovery within 60 seconds.
+ *
+ * @generated from message liya.engine.v1.ProviderHealth
+ */
+export type ProviderHealth = Message<"liya.engine.v1.ProviderHealth"> & {
+  /**
+   * `unknown` until a call with the current credentials reached the
+   * provider; then `ok` when the latest such call succeeded, `failing` when it
+   * failed for one of the reasons above.
+   *
+   * @generated from field: string state = 1;
+   */
+  state: string;
+
+  /**
+   * When a call with the current credentials last succeeded; absent if none
+   * did. Successes are recorded at most every 30 seconds, so it may be up to
+   * that much older than the latest success.
+   *
+   * @generated from field: google.protobuf.Timestamp last_success_time = 2;
+   */
+  lastSuccessTime?: Timestamp | undefined;
+
+  /**
+   * When a call with the current credentials last failed for one of the
+   * reasons above; absent if none did.
+   *
+   * @generated from field: google.protobuf.Timestamp last_failure_time = 3;
+   */
+  lastFailureTime?: Timestamp | undefined;
+
+  /**
+   * The `ErrorInfo.reason` of that failure, such as `BYOK_AUTH_FAILED`.
+   *
+   * @generated from field: string last_failure_reason = 4;
+   */
+  lastFailureReason: string;
+
+  /**
+   * The error message of that failure, scrubbed of key material and at most
+   * 200 characters long.
+   *
+   * @generated from field: string last_failure_message = 5;
+   */
+  lastFailureMessage: string;
+
+  /**
+   * When the current credentials were stored; absent for credentials stored
+   * before the service recorded it.
+   *
+   * @generated from field: google.protobuf.Timestamp key_set_time = 6;
+   */
+  keySetTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message liya.engine.v1.ProviderHealth.
+ * Use `create(ProviderHealthSchema)` to create a new message.
+ */
+export const ProviderHealthSchema: GenMessage<ProviderHealth> = /*@__PURE__*/
+  messageDesc(file_liya_engine_v1_config_service, 14);
 
 /**
  * Request message for `ConfigService.VerifyConfig`.
@@ -620,7 +743,7 @@ export type VerifyConfigRequest = Message<"liya.engine.v1.VerifyConfigRequest"> 
  * Use `create(VerifyConfigRequestSchema)` to create a new message.
  */
 export const VerifyConfigRequestSchema: GenMessage<VerifyConfigRequest> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 14);
+  messageDesc(file_liya_engine_v1_config_service, 15);
 
 /**
  * Response message for `ConfigService.VerifyConfig`.
@@ -670,7 +793,7 @@ export type VerifyConfigResponse = Message<"liya.engine.v1.VerifyConfigResponse"
  * Use `create(VerifyConfigResponseSchema)` to create a new message.
  */
 export const VerifyConfigResponseSchema: GenMessage<VerifyConfigResponse> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 15);
+  messageDesc(file_liya_engine_v1_config_service, 16);
 
 /**
  * Request message for `ConfigService.ListAuditEntries`.
@@ -699,7 +822,7 @@ export type ListAuditEntriesRequest = Message<"liya.engine.v1.ListAuditEntriesRe
  * Use `create(ListAuditEntriesRequestSchema)` to create a new message.
  */
 export const ListAuditEntriesRequestSchema: GenMessage<ListAuditEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 16);
+  messageDesc(file_liya_engine_v1_config_service, 17);
 
 /**
  * Response message for `ConfigService.ListAuditEntries`.
@@ -727,7 +850,7 @@ export type ListAuditEntriesResponse = Message<"liya.engine.v1.ListAuditEntriesR
  * Use `create(ListAuditEntriesResponseSchema)` to create a new message.
  */
 export const ListAuditEntriesResponseSchema: GenMessage<ListAuditEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 17);
+  messageDesc(file_liya_engine_v1_config_service, 18);
 
 /**
  * A record of one change to a tenant's configuration. It never holds a key
@@ -791,7 +914,7 @@ export type AuditEntry = Message<"liya.engine.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_liya_engine_v1_config_service, 18);
+  messageDesc(file_liya_engine_v1_config_service, 19);
 
 /**
  * Manages a tenant's provider configuration: which provider keys it brings
