@@ -53,7 +53,9 @@ ANSWERS = [
     ((404, ("DeploymentNotFound", "", ""), "deployment does not exist"), Kind.NOT_FOUND),
     ((400, ("DeploymentNotFound", "", ""), ""), Kind.NOT_FOUND),
     ((404, ("", "", "not_found_error"), "model: claude-x"), Kind.NOT_FOUND),
-    ((403, ("unsupported_country_region_territory", "", ""), "not supported"), Kind.FORBIDDEN),
+    # A region the provider does not serve: the key may be fine.
+    ((403, ("unsupported_country_region_territory", "", ""), "not supported"), Kind.REGION),
+    ((403, ("", "", "forbidden"), "Request not allowed"), Kind.REGION),
     ((403, ("", "", "permission_error"), "not allowed"), Kind.FORBIDDEN),
     ((307, (), ""), Kind.REDIRECT),
     ((500, ("", "", "server_error"), "oops"), Kind.UNAVAILABLE),

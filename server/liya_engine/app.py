@@ -29,6 +29,7 @@ from liya.engine.v1 import (
     inference_service_pb2,
     inference_service_pb2_grpc,
 )
+from liya_engine import redact
 from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
@@ -83,6 +84,11 @@ class Services:
 async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Migrate (or check) the database and build the services."""
     settings.primary_master_key  # noqa: B018 - fail before touching the database
+    managed = settings.managed
+    # The platform's keys are scrubbed from every log line, whatever logs them.
+    redact.remember(
+        [managed.openai_api_key, managed.anthropic_api_key, managed.azure and managed.azure.api_key]
+    )
     verifier = TokenVerifier(settings)
     catalog = Catalog.load(settings.catalog_file)
     db = Database(settings.database_url)

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from liya_engine.fakes.openai_format import mask_key
+from liya_engine.fakes.real_answers import REAL_KINDS, check_options
 
 #: Failure kinds ``fail()`` accepts. Options common to all: ``status`` (override
 #: the HTTP status), ``message`` (override the provider's message; ``{key}``,
-#: ``{masked_key}`` and ``{model}`` are substituted), ``headers`` (extra headers),
-#: ``delay`` (seconds to wait before failing).
+#: ``{masked_key}`` and ``{model}`` are substituted), ``code`` (override the
+#: error's code, Anthropic's error type; substituted the same way), ``headers``
+#: (extra headers), ``delay`` (seconds to wait before failing). The kinds of
+#: ``real_answers`` answer exactly as the real APIs do, headers included.
 FAILURE_KINDS: tuple[str, ...] = (
     "auth",  # 401; OpenAI echoes the masked key as the real API does
     "forbidden",  # 403
@@ -38,6 +41,7 @@ FAILURE_KINDS: tuple[str, ...] = (
     "redirect",  # 307 to ``location`` (default: the same URL)
     "disconnect",  # close the connection without any answer
     "garbage",  # 200 with an HTML page instead of a completion
+    *REAL_KINDS,
 )
 
 #: Kinds that still answer (the failure, if any, happens during the answer).
@@ -70,6 +74,7 @@ class FailureRules:
             raise ValueError(f"unknown failure kind {kind!r}; expected one of {FAILURE_KINDS}")
         if times is not None and times < 1:
             raise ValueError("times must be at least 1, or None for until reset")
+        check_options(provider, kind, opts)
         self._rules.append(FailureRule(provider, kind, times, dict(opts)))
 
     def take(self, provider: str) -> FailureRule | None:
@@ -113,6 +118,7 @@ def parse_fail_request(
             raise ValueError(f"{name} must be a number")
     if "headers" in opts and not isinstance(opts["headers"], dict):
         raise ValueError("headers must be an object of header names to values")
+    check_options(None if provider in (None, "all", "*") else provider, kind, opts)
     return provider, kind, times, opts
 
 
@@ -136,5 +142,8 @@ def error_reply(
     if opts.get("message") is not None:
         message = str(opts["message"]).format(key=key, masked_key=mask_key(key), model=model)
         body["error"]["message"] = message
+    if opts.get("code") is not None:
+        code = str(opts["code"]).format(key=key, masked_key=mask_key(key), model=model)
+        body["error"]["code" if "code" in body["error"] else "type"] = code
     headers.update({str(k): str(v) for k, v in (opts.get("headers") or {}).items()})
     return status, body, headers
