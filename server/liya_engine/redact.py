@@ -23,11 +23,11 @@ failures and on log lines, never on a successful call's answer.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextvars
 import html
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from liya_engine.providers.facts import KEY_PREFIXES
@@ -76,8 +76,8 @@ NOT_SHOWN = "(not shown)"
 
 # The keys of the call being served (set when a provider call fails), for the
 # log lines that follow in the same task; the platform's keys are ``remember``ed.
-_call_secrets: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
-    "call_secrets", default=()
+_call_needles: contextvars.ContextVar[Needles | None] = contextvars.ContextVar(
+    "call_needles", default=None
 )
 _remembered: list[str] = []
 
@@ -117,30 +117,35 @@ def scrub_shapes(text: str) -> str:
 def scrub_line(text: str) -> str:
     """A log line: withheld as a whole when it shows a remembered key or the
     current call's key, else with key shapes replaced."""
-    known = _call_secrets.get()
-    if (_remembered or known) and holds_secret(text, (*_remembered, *known)):
+    needles = _call_needles.get()
+    needles = _remembered_needles if needles is None else needles | _remembered_needles
+    if needles and needles.found_in(text):
         return WITHHELD_LINE
     return scrub_shapes(text)
 
 
 def remember(secrets: Iterable[Secret | str | None]) -> None:
     """Scrub these keys (the platform's own) from every log line from now on."""
+    global _remembered_needles
     for secret in secrets:
         value = _reveal(secret)
         if value and value not in _remembered:
             _remembered.append(value)
+    _remembered_needles = Needles.of(_remembered)
 
 
 def forget_all() -> None:
     """Forget the remembered keys (a server that stops, tests)."""
+    global _remembered_needles
     _remembered.clear()
+    _remembered_needles = Needles.of(())
 
 
 def note_call_secrets(secrets: Iterable[Secret | str | None]) -> None:
     """Scrub these keys from the log lines of the current task (a failed call)."""
-    values = tuple(v for v in (_reveal(s) for s in secrets) if v)
-    if values:
-        _call_secrets.set(values)
+    needles = Needles.of(secrets)
+    if needles:
+        _call_needles.set(needles)
 
 
 def secret_part(value: str) -> str:
@@ -152,11 +157,8 @@ def secret_part(value: str) -> str:
 def holds_secret(text: str, secrets: Iterable[Secret | str | None]) -> bool:
     """Whether ``text`` shows a run of ``FRAGMENT`` characters of any secret's
     secret part, in any of the forms the module docstring lists."""
-    grams = _grams(secrets)
-    if not grams or not text:
-        return False
-    size = min(len(g) for g in grams)
-    return any(_shows(view, grams, size) for view in _views(text))
+    needles = Needles.of(secrets)
+    return bool(needles) and needles.found_in(text)
 
 
 def _reveal(secret: Secret | str | None) -> str:
@@ -165,26 +167,99 @@ def _reveal(secret: Secret | str | None) -> str:
     return secret.reveal() if isinstance(secret, Secret) else secret
 
 
-def _grams(secrets: Iterable[Secret | str | None]) -> set[str]:
-    grams: set[str] = set()
-    for secret in secrets:
-        value = _reveal(secret)
-        if not value:
-            continue
-        part = "".join(secret_part(value).split()).lower()
-        size = min(FRAGMENT, len(part))
-        for text in (part, part[::-1]):  # reversed echoes too
-            grams.update(text[i : i + size] for i in range(len(text) - size + 1))
-    return grams
+# A 6-byte run inside base64 always shows as at least 7 characters that depend
+# on those bytes alone, whatever the run's offset in the encoded text.
+_B64_RUN = 7
+_B64_ALPHABETS = str.maketrans("-_", "+/")
 
 
-def _shows(view: str, grams: set[str], size: int) -> bool:
-    return any(view[i : i + size] in grams for i in range(len(view) - size + 1))
+@dataclass(frozen=True, slots=True)
+class Needles:
+    """What a text showing one of some secrets would contain: the 6-character
+    runs of their secret parts in lower case, forward and reversed (``plain``),
+    and the 7-character runs of their base64 encodings at each byte offset
+    (``encoded``). Built once per set of secrets, searched in any text."""
+
+    plain: frozenset[str]
+    encoded: frozenset[str]
+    # A 6-character run of text holds a 3-character piece at a position that
+    # is a multiple of 3 (a 7-character run, a 4-character piece at a multiple
+    # of 4): looking at those pieces first rules most texts out at a third of
+    # the cost.
+    plain_pieces: frozenset[str]
+    encoded_pieces: frozenset[str]
+
+    @classmethod
+    def of(cls, secrets: Iterable[Secret | str | None]) -> Needles:
+        plain: set[str] = set()
+        encoded: set[str] = set()
+        for secret in secrets:
+            value = _reveal(secret)
+            part = "".join(secret_part(value).split())
+            if len(part) < FRAGMENT:
+                continue  # never a key; nothing of it can be told from text
+            lowered = part.lower()
+            for text in (lowered, lowered[::-1]):  # reversed echoes too
+                plain.update(text[i : i + FRAGMENT] for i in range(len(text) - FRAGMENT + 1))
+            encoded.update(_base64_runs(part.encode()))
+        return cls(
+            frozenset(plain),
+            frozenset(encoded),
+            frozenset(r[i : i + 3] for r in plain for i in range(FRAGMENT - 2)),
+            frozenset(r[i : i + 4] for r in encoded for i in range(_B64_RUN - 3)),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.plain)
+
+    def __or__(self, other: Needles) -> Needles:
+        return Needles(
+            self.plain | other.plain,
+            self.encoded | other.encoded,
+            self.plain_pieces | other.plain_pieces,
+            self.encoded_pieces | other.encoded_pieces,
+        )
+
+    def found_in(self, text: str) -> bool:
+        """Whether ``text`` shows a secret in any form (see the module docstring)."""
+        if not text or not self.plain:
+            return False
+        decoded = _decoded(text)
+        for view in (text,) if decoded == text else (text, decoded):
+            # Case and whitespace dropped: other letter case, and a key split
+            # over words or lines, read as the key.
+            flat = "".join(view.split())
+            lowered = flat.lower()
+            if not self.plain_pieces.isdisjoint(_runs(lowered, 3, 3)):
+                if not self.plain.isdisjoint(_runs(lowered, FRAGMENT)):
+                    return True
+            b64 = flat.translate(_B64_ALPHABETS)
+            if not self.encoded_pieces.isdisjoint(_runs(b64, 4, 4)):
+                if not self.encoded.isdisjoint(_runs(b64, _B64_RUN)):
+                    return True
+        return False
+
+
+def _runs(text: str, size: int, step: int = 1) -> set[str]:
+    return {text[i : i + size] for i in range(0, len(text) - size + 1, step)}
+
+
+def _base64_runs(data: bytes) -> set[str]:
+    """The ``_B64_RUN``-character runs of base64 text that only ``data``'s bytes
+    decide, with ``data`` starting at each of the three byte offsets."""
+    runs: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data).decode()
+        # Characters that also depend on the bytes before or after are out.
+        start = (0, 2, 3)[offset]
+        total = offset + len(data)
+        end = 4 * (total // 3) + total % 3
+        runs.update(_runs(encoded[start:end], _B64_RUN))
+    return runs
 
 
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([nrtbf\"\\/])")
 _JSON_SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{8,}={0,2}")
 
 
 def _json_unescape(text: str) -> str:
@@ -211,28 +286,6 @@ def _decoded(text: str) -> str:
     return text
 
 
-def _base64_texts(text: str) -> list[str]:
-    out = []
-    for run in _BASE64_RUN.findall(text):
-        body = run.rstrip("=")
-        for alphabet in (None, b"-_"):
-            try:
-                raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=alphabet)
-            except (binascii.Error, ValueError):
-                continue
-            out.append(raw.decode("latin-1"))
-    return out
-
-
-def _views(text: str) -> list[str]:
-    """The text as a reader would see each hidden form of it: lower case, with
-    no whitespace (pieces of a key split over words or lines join up)."""
-    decoded = _decoded(text)
-    texts = [text] if decoded == text else [text, decoded]
-    texts += _base64_texts(decoded)
-    return ["".join(t.split()).lower() for t in texts]
-
-
 def _long_run(match: re.Match[str]) -> str:
     run = match.group(0)
     return REDACTED if _is_random(run) else run
@@ -248,3 +301,6 @@ def _is_random(run: str) -> bool:
     # boundaries; random letters change case about every other character.
     letters = sum(c.isalpha() for c in run)
     return len(_CASE_CHANGE.findall(run)) * 4 > letters
+
+
+_remembered_needles = Needles.of(())
