@@ -204,3 +204,40 @@ def test_each_form_really_disguises_the_key():
         if name in ("six characters", "lower case", "upper case", "reversed"):
             continue
         assert secret_part(key)[:6] not in form(key), name
+
+
+async def test_tracebacks_keep_python_names_and_request_ids(debug_stderr):
+    """A real driver error's traceback, logged through the server's own set-up,
+    keeps the exception's dotted name (what on-call searches for)."""
+    import asyncpg
+    from conftest import POSTGRES_URL
+
+    url = POSTGRES_URL.replace("postgresql+asyncpg://postgres@", "postgresql://no_such_role_q7@")
+    with pytest.raises(asyncpg.exceptions.InvalidAuthorizationSpecificationError) as caught:
+        await asyncpg.connect(url, timeout=5)
+    rid = "req_5f0c2a4b9e8d4c7fa1b2c3d4e5f60718"
+    logging.getLogger("liya_engine.rpc").error("call %s failed", rid, exc_info=caught.value)
+    logged = debug_stderr.getvalue()
+    assert "asyncpg.exceptions.InvalidAuthorizationSpecificationError" in logged
+    assert f"call {rid} failed" in logged
+    assert "[REDACTED]" not in logged
+
+
+@pytest.fixture
+def debug_stderr(monkeypatch):
+    """The server's logging set-up, writing to a string."""
+    import sys
+
+    from liya_engine.logs import HEADER_LOGGERS, LIBRARY_LOGGERS, configure_logging
+
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    levels = {n: logging.getLogger(n).level for n in LIBRARY_LOGGERS + HEADER_LOGGERS}
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging("INFO", "text")
+    yield stream
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
