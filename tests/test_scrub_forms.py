@@ -167,6 +167,15 @@ async def check_every_form(stubs, fake, provider: str, rpc: str, key: str, md, l
     d = details_of(await call(stubs, rpc, md))
     assert d.metadata["upstream_error_code"] == "[REDACTED]"
     assert disclosed(" ".join(d.metadata.values()) + d.message, key) == []
+    # A request id that carries a run of the key is withheld; a clean one is kept.
+    tainted = "req_" + secret_part(key)[2:14]
+    fake.fail(provider, "bad_request", headers={"x-request-id": tainted})
+    d = details_of(await call(stubs, rpc, md))
+    assert d.metadata["upstream_request_id"] == "[REDACTED]"
+    clean = "req_0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    fake.fail(provider, "bad_request", headers={"x-request-id": clean})
+    d = details_of(await call(stubs, rpc, md))
+    assert d.metadata["upstream_request_id"] == clean
     logged = log.getvalue()
     assert "failed: PROVIDER_REJECTED_REQUEST" in logged  # the failures were logged
     assert disclosed(logged, key) == []

@@ -154,7 +154,11 @@ def test_html_pages_become_their_title():
     assert plain_text(no_title) == "Access denied"
     bare = "<html><body><p>Something went wrong</p><script>x()</script></body></html>"
     assert plain_text(bare) == "Something went wrong"
+    commented = "<!-- edge 17 --><div><p>Upstream <b>timed out</b></p></div>"
+    assert is_markup(commented)
+    assert plain_text(commented) == "Upstream timed out"
     # A message that merely mentions < or > is no page.
+    assert not is_markup("<nil> is not a valid model")
     assert plain_text("prompt is too long: 210000 tokens > 200000 maximum") == (
         "prompt is too long: 210000 tokens > 200000 maximum"
     )

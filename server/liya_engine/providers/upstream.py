@@ -85,8 +85,13 @@ _STATED_WAIT = re.compile(
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 _HEADING = re.compile(r"<h1[^>]*>(.*?)</h1\s*>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _HIDDEN = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _MARKUP = re.compile(r"^\s*(?:<!doctype\s+html|<html\b|<\?xml|<head\b|<body\b)", re.IGNORECASE)
+# Any text that opens with a tag and closes one (a page without <html>, a
+# fragment after a comment) is markup too.
+_OPENS_WITH_TAG = re.compile(r"^\s*<[!A-Za-z/]")
+_CLOSING_TAG = re.compile(r"</[A-Za-z][A-Za-z0-9]*\s*>")
 _MAX_PAGE_TEXT = 120
 
 
@@ -138,7 +143,10 @@ def request_id(headers: Mapping[str, str]) -> str:
 
 def is_markup(text: str) -> bool:
     """Whether ``text`` is an HTML (or XML) page rather than a message."""
-    return bool(_MARKUP.match(text or ""))
+    text = text or ""
+    return bool(_MARKUP.match(text)) or (
+        bool(_OPENS_WITH_TAG.match(text)) and bool(_CLOSING_TAG.search(text))
+    )
 
 
 def plain_text(text: str) -> str:
@@ -152,7 +160,7 @@ def plain_text(text: str) -> str:
             words = _words(found.group(1))
             if words:
                 return words
-    return _words(_HIDDEN.sub(" ", text))[:_MAX_PAGE_TEXT]
+    return _words(_COMMENT.sub(" ", _HIDDEN.sub(" ", text)))[:_MAX_PAGE_TEXT]
 
 
 def _words(fragment: str) -> str:
