@@ -274,3 +274,18 @@ async def test_the_control_api_refuses_a_shape_a_provider_never_sends(fake):
         async with http.post(f"{fake.base_url}/_control/fail", json=body) as reply:
             assert reply.status == 400
             assert "openai and azure only" in (await reply.json())["error"]
+
+
+async def test_a_request_id_the_provider_put_in_its_message_stays_there(serving, fake):
+    stubs = await serving("openai")
+    rid = "req_8c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5"
+    said = (
+        "The server had an error while processing your request. Sorry about that! You can "
+        "retry your request, or contact us through our help center at help.openai.com if "
+        f"the error persists. (Please include the request ID {rid} in your message.)"
+    )
+    await control_fail(fake, "openai", "server_error", message=said, headers={"x-request-id": rid})
+    d = await complete_failure(stubs, "openai")
+    assert (d.code, d.reason) == (grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE")
+    assert f"(Please include the request ID {rid} in your message.)" in d.message
+    assert d.metadata["upstream_request_id"] == rid
