@@ -141,11 +141,13 @@ def forget_all() -> None:
     _remembered_needles = Needles.of(())
 
 
-def note_call_secrets(secrets: Iterable[Secret | str | None]) -> None:
-    """Scrub these keys from the log lines of the current task (a failed call)."""
+def note_call_secrets(secrets: Iterable[Secret | str | None]) -> Needles:
+    """Scrub these keys from the log lines of the current task (a failed
+    call); return their ``Needles`` for the call's own texts."""
     needles = Needles.of(secrets)
     if needles:
         _call_needles.set(needles)
+    return needles
 
 
 def secret_part(value: str) -> str:

@@ -48,7 +48,7 @@ from liya_engine.providers.failures import (
     classify_transport,
 )
 from liya_engine.providers.wording import Call, Wording
-from liya_engine.redact import REDACTED, holds_secret, note_call_secrets, scrub_shapes
+from liya_engine.redact import REDACTED, Needles, note_call_secrets, scrub_shapes
 from liya_engine.secret import Secret
 
 _MAX_DETAIL = 300
@@ -117,9 +117,8 @@ def classify_error(
     failure = failure_of(exc, mid_stream=mid_stream)
     if failure is None:
         return None
-    known = list(secrets)
     # Log lines of this call's task are scrubbed of its key from now on.
-    note_call_secrets(known)
+    known = note_call_secrets(secrets)
     detail = _clean(failure.said, known, _MAX_DETAIL) if failure.said else ""
     call = Call(
         model=model,
@@ -248,22 +247,22 @@ def _body_field(body: object, name: str) -> object:
     return body.get(name) if isinstance(body, Mapping) else None
 
 
-def _clean(text: object, secrets: list[Secret | str | None], limit: int) -> str | None:
+def _clean(text: object, known: Needles, limit: int) -> str | None:
     """Provider text as shown: one line, at most ``limit`` characters, key
-    shapes replaced; None when what would be shown holds one of ``secrets``
-    in any form (the caller then withholds the whole text)."""
+    shapes replaced; None when what would be shown holds one of the ``known``
+    keys in any form (the caller then withholds the whole text)."""
     flat = " ".join(str(text).split())
     shown = flat if len(flat) <= limit else flat[: limit - 1] + "…"
     # What is shown is what must be clean; the cut can split an encoding, so
     # the check also looks a little past it.
-    if holds_secret(flat[: limit + 64], secrets):
+    if known.found_in(flat[: limit + 64]):
         return None
     return scrub_shapes(shown)
 
 
-def _clean_value(value: str, secrets: list[Secret | str | None]) -> str:
+def _clean_value(value: str, known: Needles) -> str:
     # Every value (the provider's error code and request id included) is kept
     # verbatim unless it holds key material: ids and codes are what a tenant
     # quotes to the provider's support.
-    cleaned = _clean(value, secrets, _MAX_METADATA)
+    cleaned = _clean(value, known, _MAX_METADATA)
     return REDACTED if cleaned is None else cleaned
