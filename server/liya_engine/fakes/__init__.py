@@ -10,7 +10,8 @@ loopback. In a test::
 
 Layout: ``server`` (the aiohttp app, its provider routes, the record of
 requests), ``control`` (the ``/_control/*`` routes), ``failures`` (the
-failure kinds and queued rules), ``replies`` (writing answers, streams and
+failure kinds and queued rules), ``real_answers`` (error answers exactly as
+the real APIs send them, headers included), ``replies`` (writing answers, streams and
 errors), ``answer`` (the deterministic answer), ``openai_format``,
 ``anthropic_format`` and ``azure_format`` (one module per wire format).
 This package exports the public names; it may import aiohttp and the
