@@ -300,9 +300,10 @@ def _is_random(run: str) -> bool:
     if _DIGIT.search(run):
         return True  # letters mixed with digits: Azure's hex keys, base64, base62
     # Letters only: a name (CamelCase, snake_case) changes case at word
-    # boundaries; random letters change case about every other character.
+    # boundaries, twice a word; random letters change case about every other
+    # character.
     letters = sum(c.isalpha() for c in run)
-    return len(_CASE_CHANGE.findall(run)) * 4 > letters
+    return len(_CASE_CHANGE.findall(run)) * 3 > letters
 
 
 _remembered_needles = Needles.of(())
