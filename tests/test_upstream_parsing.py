@@ -221,9 +221,15 @@ def test_log_lines_are_scrubbed_of_remembered_keys(monkeypatch):
     from liya_engine import redact
 
     monkeypatch.setattr(redact, "_remembered", [])
+    monkeypatch.setattr(redact, "_remembered_needles", redact.Needles.of(()))
     managed = "sk-ant-api03-Mn8Bv5Cx2Zl9Kj6Hg3Fd0Sa7"
     line = "upstream said: key " + " ".join(managed[13:][i : i + 4] for i in range(0, 20, 4))
     assert scrub_line(line) == line  # nobody named this key yet
     redact.remember([managed, None])
+    redact.remember([managed])  # a second server with the same key
     assert scrub_line(line) == redact.WITHHELD_LINE
     assert scrub_line("an ordinary line") == "an ordinary line"
+    redact.forget([managed])  # one of them stopped
+    assert scrub_line(line) == redact.WITHHELD_LINE
+    redact.forget([managed])
+    assert scrub_line(line) == line

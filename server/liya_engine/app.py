@@ -44,6 +44,7 @@ from liya_engine.inference.tenants import TenantCache
 from liya_engine.metrics import Metrics
 from liya_engine.providers.registry import build_adapters
 from liya_engine.routing.catalog import Catalog
+from liya_engine.secret import Secret
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
 from liya_engine.tracing import setup as tracing_setup
@@ -79,16 +80,24 @@ class Services:
         for adapter in self.inference.adapters.values():
             await adapter.aclose()
         await self.db.dispose()
+        redact.forget(managed_keys(self.settings))
+
+
+def managed_keys(settings: Settings) -> list[Secret | None]:
+    """The platform's keys, scrubbed from every log line while a server runs."""
+    managed = settings.managed
+    return [
+        managed.openai_api_key,
+        managed.anthropic_api_key,
+        managed.azure and managed.azure.api_key,
+    ]
 
 
 async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Migrate (or check) the database and build the services."""
     settings.primary_master_key  # noqa: B018 - fail before touching the database
-    managed = settings.managed
     # The platform's keys are scrubbed from every log line, whatever logs them.
-    redact.remember(
-        [managed.openai_api_key, managed.anthropic_api_key, managed.azure and managed.azure.api_key]
-    )
+    redact.remember(managed_keys(settings))
     verifier = TokenVerifier(settings)
     catalog = Catalog.load(settings.catalog_file)
     db = Database(settings.database_url)

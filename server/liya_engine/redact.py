@@ -129,16 +129,19 @@ def remember(secrets: Iterable[Secret | str | None]) -> None:
     global _remembered_needles
     for secret in secrets:
         value = _reveal(secret)
-        if value and value not in _remembered:
+        if value:  # once per server that remembers it: ``forget`` takes one away
             _remembered.append(value)
-    _remembered_needles = Needles.of(_remembered)
+    _remembered_needles = Needles.of(set(_remembered))
 
 
-def forget_all() -> None:
-    """Forget the remembered keys (a server that stops, tests)."""
+def forget(secrets: Iterable[Secret | str | None]) -> None:
+    """Stop scrubbing these remembered keys (their server stopped)."""
     global _remembered_needles
-    _remembered.clear()
-    _remembered_needles = Needles.of(())
+    for secret in secrets:
+        value = _reveal(secret)
+        if value in _remembered:
+            _remembered.remove(value)
+    _remembered_needles = Needles.of(set(_remembered))
 
 
 def note_call_secrets(secrets: Iterable[Secret | str | None]) -> Needles:
