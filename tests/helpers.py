@@ -36,9 +36,6 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(cfg).get_current_head() or ""
 
 
-HEAD_REVISION = head_revision()
-
-
 def master_key_line(key_id: str = "test-1") -> str:
     return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"
 

@@ -50,11 +50,23 @@ ANSWERS = [
     ((429, ("rate_limit_exceeded", "", "requests"), "Rate limit reached"), Kind.RATE_LIMIT),
     ((429, ("rate_limit_exceeded", "", ""), "add a payment method"), Kind.RATE_LIMIT),
     ((429, ("", "", "rate_limit_error"), "Number of request tokens has exceeded"), Kind.RATE_LIMIT),
+    # OpenAI, Azure: one request over the tokens-per-minute limit.
+    (
+        (
+            429,
+            ("rate_limit_exceeded", "", "tokens"),
+            "Request too large for gpt-4o in organization org-x on tokens per min (TPM): "
+            "Limit 30000, Requested 36018.",
+        ),
+        Kind.OVER_LIMIT,
+    ),
     ((404, ("model_not_found", "", "invalid_request_error"), "does not exist"), Kind.NOT_FOUND),
     ((404, ("DeploymentNotFound", "", ""), "deployment does not exist"), Kind.NOT_FOUND),
     ((400, ("DeploymentNotFound", "", ""), ""), Kind.NOT_FOUND),
     ((404, ("", "", "not_found_error"), "model: claude-x"), Kind.NOT_FOUND),
-    ((403, ("unsupported_country_region_territory", "", ""), "not supported"), Kind.FORBIDDEN),
+    # A region the provider does not serve: the key may be fine.
+    ((403, ("unsupported_country_region_territory", "", ""), "not supported"), Kind.REGION),
+    ((403, ("", "", "forbidden"), "Request not allowed"), Kind.REGION),
     ((403, ("", "", "permission_error"), "not allowed"), Kind.FORBIDDEN),
     ((307, (), ""), Kind.REDIRECT),
     ((500, ("", "", "server_error"), "oops"), Kind.UNAVAILABLE),
@@ -91,6 +103,16 @@ def test_only_a_rate_limit_carries_the_wait():
     assert (limited.retry_after, limited.metadata["quota_kind"]) == (7.0, "rate_limit")
     empty = classify_answer(Answer(429, codes=("insufficient_quota",), retry_after=7.0))
     assert (empty.retry_after, empty.metadata["quota_kind"]) == (None, "billing")
+    too_large = classify_answer(
+        Answer(
+            429,
+            codes=("rate_limit_exceeded",),
+            message="Request too large for o1 on tokens per min (TPM)",
+            retry_after=7.0,
+        )
+    )
+    assert (too_large.kind, too_large.retry_after) == (Kind.OVER_LIMIT, None)
+    assert too_large.metadata["quota_kind"] == "rate_limit"
     other = classify_answer(Answer(500, retry_after=7.0))
     assert other.retry_after is None
     assert "quota_kind" not in other.metadata

@@ -160,7 +160,7 @@ async def test_json_logs_carry_request_id_and_tenant_and_no_key(stubs, fake, jso
     assert updated == "config updated: provider_config.mode, provider_config.openai.api_key"
     assert failed.startswith("/liya.engine.v1.InferenceService/Complete failed: BYOK_AUTH_FAILED ")
     # OpenAI's message echoes the masked key; the log shows the marker instead.
-    assert "Incorrect API key provided: [REDACTED] " in failed
+    assert "Incorrect API key provided: [REDACTED]. You can find" in failed
     raw = json_log.getvalue()
     assert KEY not in raw and "MMMMMMMM" not in raw and KEY[-4:] + '"' not in raw
 
@@ -179,6 +179,6 @@ def test_redaction_filter_scrubs_key_shaped_text():
         logger.removeHandler(handler)
     assert stream.getvalue().splitlines() == [
         "caller sent [REDACTED] in the wrong field",
-        "Incorrect API key provided: [REDACTED]",
+        "Incorrect API key provided: [REDACTED].",  # the sentence keeps its full stop
         "header Authorization: [REDACTED]",
     ]

@@ -30,6 +30,7 @@ from liya.engine.v1 import (
     usage_service_pb2,
     usage_service_pb2_grpc,
 )
+from liya_engine import redact
 from liya_engine.api import reflection
 from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
@@ -57,6 +58,7 @@ from liya_engine.overload import (
 )
 from liya_engine.providers.registry import build_adapters
 from liya_engine.routing.catalog import Catalog
+from liya_engine.secret import Secret
 from liya_engine.settings import Settings
 from liya_engine.storage.database import Database
 from liya_engine.storage.deployment_models import DeploymentModelTable
@@ -105,11 +107,24 @@ class Services:
         if self.inference.learned is not None:
             await self.inference.learned.close()
         await self.db.dispose()
+        redact.forget(managed_keys(self.settings))
+
+
+def managed_keys(settings: Settings) -> list[Secret | None]:
+    """The platform's keys, scrubbed from every log line while a server runs."""
+    managed = settings.managed
+    return [
+        managed.openai_api_key,
+        managed.anthropic_api_key,
+        managed.azure and managed.azure.api_key,
+    ]
 
 
 async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Migrate (or check) the database and build the services."""
     settings.primary_master_key  # noqa: B018 - fail before touching the database
+    # The platform's keys are scrubbed from every log line, whatever logs them.
+    redact.remember(managed_keys(settings))
     verifier = TokenVerifier(settings)
     catalog = Catalog.load(settings.catalog_file)
     db = Database(settings.database_url)

@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Mapping, MutableMapping
 
-from liya_engine.redact import scrub
+from liya_engine.redact import scrub_line
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="-")
@@ -87,13 +87,15 @@ class ContextAndRedactionFilter(logging.Filter):
         trace_id = getattr(record, "trace_id", None)
         record.trace = f" trace={trace_id}" if trace_id else ""
         message = record.getMessage()
-        record.msg = scrub(message)
+        record.msg = scrub_line(message)
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
             # Tracebacks may quote locals or provider text; keep the type and
             # a scrubbed message, drop the frames' reprs.
             exc = record.exc_info[1]
-            record.exc_text = scrub("".join(logging.Formatter().formatException(record.exc_info)))
+            record.exc_text = scrub_line(
+                "".join(logging.Formatter().formatException(record.exc_info))
+            )
             record.exc_info = None
             record.exc_type_name = type(exc).__name__
         return True

@@ -10,11 +10,12 @@ loopback. In a test::
 
 Layout: ``server`` (the aiohttp app, its provider routes, the record of
 requests), ``control`` (the ``/_control/*`` routes), ``failures`` (the
-failure kinds and queued rules), ``replies`` (writing answers, streams and
-errors), ``malformed`` (answers that break the API's promise), ``answer`` (the
-deterministic answer), ``openai_format``, ``anthropic_format`` and
-``azure_format`` (one module per wire format), ``served`` (the model name an
-answer reports, dated as the providers date it).
+failure kinds and queued rules), ``real_answers`` (error answers exactly as
+the real APIs send them, headers included), ``replies`` (writing answers,
+streams and errors), ``malformed`` (answers that break the API's promise),
+``answer`` (the deterministic answer), ``openai_format``, ``anthropic_format``
+and ``azure_format`` (one module per wire format), ``served`` (the model name
+an answer reports, dated as the providers date it).
 This package exports the public names; it may import aiohttp and the
 standard library, never the service's own modules (a fake cannot agree with
 a bug), and of the service only the ``fake-providers`` command imports it.

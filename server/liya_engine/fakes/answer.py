@@ -98,8 +98,3 @@ def sse(payload: Mapping[str, Any], event: str | None = None) -> bytes:
     data = json.dumps(payload, separators=(",", ":"))
     prefix = f"event: {event}\n" if event else ""
     return f"{prefix}data: {data}\n\n".encode()
-
-
-def request_id() -> str:
-    """A request id in the providers' ``req_...`` style."""
-    return f"req_{uuid.uuid4().hex[:24]}"

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from liya_engine.fakes.answer import Answer, request_id, sse
+from liya_engine.fakes.answer import Answer, sse
+from liya_engine.fakes.real_answers import anthropic_request_id
 
 ID_PREFIX = "msg_"
 REQUEST_ID_HEADER = "request-id"
@@ -88,7 +89,7 @@ def error(type_: str, message: str) -> dict:
     return {
         "type": "error",
         "error": {"type": type_, "message": message},
-        "request_id": request_id(),
+        "request_id": anthropic_request_id(),
     }
 
 

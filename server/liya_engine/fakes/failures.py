@@ -14,11 +14,14 @@ from typing import Any
 
 from liya_engine.fakes.malformed import SHAPES as MALFORMED_SHAPES
 from liya_engine.fakes.openai_format import mask_key
+from liya_engine.fakes.real_answers import REAL_KINDS, check_options
 
 #: Failure kinds ``fail()`` accepts. Options common to all: ``status`` (override
 #: the HTTP status), ``message`` (override the provider's message; ``{key}``,
-#: ``{masked_key}`` and ``{model}`` are substituted), ``headers`` (extra headers),
-#: ``delay`` (seconds to wait before failing).
+#: ``{masked_key}`` and ``{model}`` are substituted), ``code`` (override the
+#: error's code, Anthropic's error type; substituted the same way), ``headers``
+#: (extra headers), ``delay`` (seconds to wait before failing). The kinds of
+#: ``real_answers`` answer exactly as the real APIs do, headers included.
 FAILURE_KINDS: tuple[str, ...] = (
     "auth",  # 401; OpenAI echoes the masked key as the real API does
     "forbidden",  # 403
@@ -41,6 +44,7 @@ FAILURE_KINDS: tuple[str, ...] = (
     "garbage",  # 200 with an HTML page instead of a completion
     "malformed",  # 200 (plain or streamed) with the defect ``shape`` (``malformed.SHAPES``)
     "large",  # 200 whose text is ``bytes`` long (default 5,000,000), in one piece when streamed
+    *REAL_KINDS,
 )
 
 #: Kinds that still answer (the failure, if any, happens during the answer).
@@ -75,6 +79,7 @@ class FailureRules:
             raise ValueError("times must be at least 1, or None for until reset")
         if kind == "malformed" and opts.get("shape") not in MALFORMED_SHAPES:
             raise ValueError(f"malformed needs a shape, one of {', '.join(MALFORMED_SHAPES)}")
+        check_options(provider, kind, opts)
         self._rules.append(FailureRule(provider, kind, times, dict(opts)))
 
     def take(self, provider: str) -> FailureRule | None:
@@ -128,6 +133,7 @@ def parse_fail_request(
         raise ValueError(f"malformed needs a shape, one of {', '.join(MALFORMED_SHAPES)}")
     if "headers" in opts and not isinstance(opts["headers"], dict):
         raise ValueError("headers must be an object of header names to values")
+    check_options(None if provider in (None, "all", "*") else provider, kind, opts)
     return provider, kind, times, opts
 
 
@@ -151,5 +157,8 @@ def error_reply(
     if opts.get("message") is not None:
         message = str(opts["message"]).format(key=key, masked_key=mask_key(key), model=model)
         body["error"]["message"] = message
+    if opts.get("code") is not None:
+        code = str(opts["code"]).format(key=key, masked_key=mask_key(key), model=model)
+        body["error"]["code" if "code" in body["error"] else "type"] = code
     headers.update({str(k): str(v) for k, v in (opts.get("headers") or {}).items()})
     return status, body, headers

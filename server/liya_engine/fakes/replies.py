@@ -15,8 +15,9 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from liya_engine.fakes import malformed
-from liya_engine.fakes.answer import Answer, request_id
+from liya_engine.fakes.answer import Answer
 from liya_engine.fakes.failures import ANSWERING_KINDS, MID_STREAM_KINDS, FailureRule, error_reply
+from liya_engine.fakes.real_answers import REAL_KINDS, REQUEST_IDS, real_answer
 from liya_engine.fakes.recording import RecordedRequest
 
 
@@ -74,9 +75,20 @@ def error(
 ) -> web.Response:
     """The provider's error reply for the failure ``kind``, with a request id header."""
     status, body, headers = error_reply(wire.error_shape, kind, opts, key, record.model or "")
-    headers.setdefault(wire.REQUEST_ID_HEADER, request_id())
+    name, new_id = REQUEST_IDS[record.provider]
+    headers.setdefault(name, new_id())
     record.status = status
     return web.json_response(body, status=status, headers=headers)
+
+
+def real(record: RecordedRequest, kind: str, opts: Mapping[str, Any]) -> web.Response:
+    """The real API's answer ``kind`` (``real_answers``), byte for byte."""
+    status, headers, body, content_type = real_answer(
+        record.provider, kind, record.model or "", opts
+    )
+    record.status = status
+    headers["Content-Type"] = content_type + "; charset=utf-8"
+    return web.Response(status=status, body=body, headers=headers)
 
 
 async def respond(
@@ -103,6 +115,8 @@ async def respond(
         return await _malformed(request, record, wire, str(opts["shape"]))
     if kind == "large":
         return await _large(request, record, wire, int(opts.get("bytes", 5_000_000)))
+    if kind in REAL_KINDS:
+        return real(record, kind, opts)
     if kind == "redirect":
         location = opts.get("location") or str(request.url)
         record.status = int(opts.get("status", 307))

@@ -23,12 +23,9 @@ through ``liya_engine.redact.scrub`` with the key: providers echo partial keys.
 
 from __future__ import annotations
 
-import email.utils
-import re
 import socket
 import ssl
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +36,7 @@ import httpx2
 import openai
 
 from liya_engine.errors import ForbiddenAddress, IncompleteAnswer, MalformedAnswer, ProviderError
-from liya_engine.providers import facts
+from liya_engine.providers import facts, upstream
 from liya_engine.providers.azure_wording import AzureWording
 from liya_engine.providers.failures import (
     Answer,
@@ -51,14 +48,11 @@ from liya_engine.providers.failures import (
     classify_transport,
 )
 from liya_engine.providers.wording import Call, Wording
-from liya_engine.redact import REDACTED, scrub
+from liya_engine.redact import REDACTED, Needles, note_call_secrets, scrub_shapes
 from liya_engine.secret import Secret
 
 _MAX_DETAIL = 300
 _MAX_METADATA = 120
-_MAX_RETRY_AFTER = 24 * 3600.0
-_PLAIN_CODE = re.compile(r"^[A-Za-z_.]{1,64}$")
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id")
 
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     httpx2.TransportError,
@@ -123,13 +117,17 @@ def classify_error(
     failure = failure_of(exc, mid_stream=mid_stream)
     if failure is None:
         return None
-    known = list(secrets)
+    # Log lines of this call's task are scrubbed of its key from now on.
+    known = note_call_secrets(secrets)
+    detail = _clean(failure.said, known, _MAX_DETAIL) if failure.said else ""
     call = Call(
         model=model,
         timeout=timeout,
         host=_host(endpoint),
         api_version=api_version,
-        detail=_clean(failure.said, known, _MAX_DETAIL) if failure.said else "",
+        detail=detail or "",
+        withheld=detail is None,
+        status=failure.status,
     )
     wording = WORDINGS.get(provider) or Wording(provider)
     return failure.error_class(
@@ -138,7 +136,7 @@ def classify_error(
         model=model,
         upstream_status=failure.status,
         retry_after=failure.retry_after,
-        metadata={k: _clean_value(k, v, known) for k, v in failure.metadata.items() if v},
+        metadata={k: _clean_value(v, known) for k, v in failure.metadata.items() if v},
     )
 
 
@@ -167,35 +165,6 @@ def failure_of(exc: BaseException, *, mid_stream: bool = False) -> Failure | Non
     if isinstance(exc, openai.OpenAIError | anthropic.AnthropicError):
         return Failure(Kind.UNEXPECTED)
     return None
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    raw_ms = lowered.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return _bounded(float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = lowered.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return _bounded(float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return _bounded(when.timestamp() - time.time())
-
-
-def _bounded(seconds: float) -> float | None:
-    if seconds != seconds or seconds < 0:  # NaN or in the past
-        return None
-    return min(seconds, _MAX_RETRY_AFTER)
 
 
 def _legacy(name: str) -> tuple[type[BaseException], ...]:
@@ -231,6 +200,9 @@ def _answer(
     message = _text(err.get("message")) or (body if isinstance(body, str) else "")
     if not message and not err:
         message = sdk_message
+    # A proxy's or gateway's HTML page (Cloudflare, Azure API Management) says
+    # what it is in its title; the markup is no message.
+    message = upstream.plain_text(message)
     type_ = _text(err.get("type"))
     code = _text(err.get("code"))
     details = err.get("details")
@@ -239,9 +211,10 @@ def _answer(
         status,
         codes=(code, detail_code, type_),
         message=message,
-        retry_after=parse_retry_after(headers),
+        retry_after=upstream.wait_hint(headers, message),
         error_code=code or detail_code or type_,
-        request_id=next((str(headers[h]) for h in _REQUEST_ID_HEADERS if headers.get(h)), ""),
+        # Anthropic also puts the id in the body, where a proxy cannot strip it.
+        request_id=upstream.request_id(headers) or _text(_body_field(body, "request_id")),
     )
 
 
@@ -270,28 +243,26 @@ def _host(endpoint: str) -> str:
     return f"{host}:{port}" if host and port else host
 
 
-def _clean(text: object, secrets: list[Secret | str | None], limit: int) -> str:
-    flat = " ".join(scrub(str(text), secrets).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def _body_field(body: object, name: str) -> object:
+    return body.get(name) if isinstance(body, Mapping) else None
 
 
-def _clean_value(name: str, value: str, secrets: list[Secret | str | None]) -> str:
-    # Error codes such as "unsupported_country_region_territory" are long
-    # enough to look like tokens to the generic scrubber; a code made only
-    # of letters, underscores and dots cannot be a key, so only the known
-    # secrets are removed from it.
-    if name == "upstream_error_code" and _PLAIN_CODE.match(value):
-        return REDACTED if _holds_secret(value, secrets) else value
-    return _clean(value, secrets, _MAX_METADATA)
+def _clean(text: object, known: Needles, limit: int) -> str | None:
+    """Provider text as shown: one line, at most ``limit`` characters, key
+    shapes replaced; None when what would be shown holds one of the ``known``
+    keys in any form (the caller then withholds the whole text)."""
+    flat = " ".join(str(text).split())
+    shown = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    # What is shown is what must be clean; the cut can split an encoding, so
+    # the check also looks a little past it.
+    if known.found_in(flat[: limit + 64]):
+        return None
+    return scrub_shapes(shown)
 
 
-def _holds_secret(text: str, secrets: list[Secret | str | None]) -> bool:
-    for secret in secrets:
-        value = secret.reveal() if isinstance(secret, Secret) else secret
-        if not value:
-            continue
-        # The same pieces ``scrub`` removes: the key and its shown ends.
-        pieces = [value, value[:8], value[-6:]] if len(value) >= 12 else [value]
-        if any(piece in text for piece in pieces):
-            return True
-    return False
+def _clean_value(value: str, known: Needles) -> str:
+    # Every value (the provider's error code and request id included) is kept
+    # verbatim unless it holds key material: ids and codes are what a tenant
+    # quotes to the provider's support.
+    cleaned = _clean(value, known, _MAX_METADATA)
+    return REDACTED if cleaned is None else cleaned

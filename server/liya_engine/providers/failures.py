@@ -40,8 +40,10 @@ class Kind(StrEnum):
     REDIRECT = "redirect"  # a 3xx, never followed
     AUTH = "auth"  # the key was refused
     FORBIDDEN = "forbidden"  # the key may not do this (403)
+    REGION = "region"  # the provider refuses this service's region (403); the key may be fine
     BILLING = "billing"  # out of quota, credit or spend limit
     RATE_LIMIT = "rate_limit"  # too many requests or tokens for now
+    OVER_LIMIT = "over_limit"  # one request larger than a per-minute limit: waiting cannot help
     NOT_FOUND = "not_found"  # no such model or deployment
     UNAVAILABLE = "unavailable"  # 5xx, overloaded, an error event without a type
     TOO_LONG = "too_long"  # a 4xx for a request too long for the model
@@ -69,8 +71,10 @@ ERROR_CLASS: Mapping[Kind, type[ProviderError]] = {
     Kind.REDIRECT: ProviderUnreachable,
     Kind.AUTH: ProviderAuthFailed,
     Kind.FORBIDDEN: ProviderAuthFailed,
+    Kind.REGION: ProviderAuthFailed,
     Kind.BILLING: ProviderQuotaExceeded,
     Kind.RATE_LIMIT: ProviderQuotaExceeded,
+    Kind.OVER_LIMIT: ProviderQuotaExceeded,
     Kind.NOT_FOUND: ProviderModelNotFound,
     Kind.UNAVAILABLE: ProviderUnavailable,
     Kind.TOO_LONG: ProviderRejectedRequest,
@@ -96,7 +100,11 @@ ERROR_CLASS: Mapping[Kind, type[ProviderError]] = {
     Kind.CONNECT_FAILED: ProviderUnreachable,
 }
 
-QUOTA_KIND: Mapping[Kind, str] = {Kind.BILLING: "billing", Kind.RATE_LIMIT: "rate_limit"}
+QUOTA_KIND: Mapping[Kind, str] = {
+    Kind.BILLING: "billing",
+    Kind.RATE_LIMIT: "rate_limit",
+    Kind.OVER_LIMIT: "rate_limit",
+}
 """ErrorInfo metadata ``quota_kind`` of the quota failures."""
 
 
@@ -229,6 +237,16 @@ BILLING_PHRASES = re.compile(
     STRONG_BILLING.pattern + r"|billing|payment|out of (?:call volume )?quota",
     re.IGNORECASE,
 )
+REGION_CODES = frozenset(
+    {
+        "unsupported_country_region_territory",  # OpenAI: 403, type request_forbidden
+        "forbidden",  # Anthropic: 403 {"type": "forbidden", "message": "Request not allowed"}
+    }
+)
+# OpenAI, Azure: 429 rate_limit_exceeded "Request too large for gpt-4o in
+# organization org-... on tokens per min (TPM): Limit 30000, Requested 36000."
+# The request alone is over the limit: no wait makes it fit.
+OVER_LIMIT_WORDS = re.compile(r"request too large for\b.*\bper (?:min|minute|day)\b", re.I | re.S)
 QUOTA_WORD = re.compile(r"\bquota\b", re.IGNORECASE)  # Azure: 403 "Out of call volume quota"
 TOO_LONG_CODE = "context_length"  # OpenAI, Azure: 400 context_length_exceeded
 TOO_LONG_WORDS = "too long"  # Anthropic: 400 "prompt is too long"
@@ -263,13 +281,18 @@ _ANSWER_RULES: tuple[tuple[Kind, Callable[[_Seen], bool]], ...] = (
     (Kind.BILLING, lambda s: s.status == 402),
     # Azure: 403 "Out of call volume quota for OpenAI API".
     (Kind.BILLING, lambda s: s.status == 403 and bool(QUOTA_WORD.search(s.message))),
+    # OpenAI, Azure: 429 "Request too large for ... tokens per min (TPM)".
+    (Kind.OVER_LIMIT, lambda s: s.status == 429 and bool(OVER_LIMIT_WORDS.search(s.message))),
     # OpenAI, Azure: 429 rate_limit_exceeded. Anthropic: 429 rate_limit_error.
     (Kind.RATE_LIMIT, lambda s: s.status == 429),
     # OpenAI: 404 model_not_found. Anthropic: 404 not_found_error. Azure: 404
     # DeploymentNotFound (also when sent with another status).
     (Kind.NOT_FOUND, lambda s: s.status == 404 or bool(s.codes & NOT_FOUND_CODES)),
-    # OpenAI: 403 unsupported_country_region_territory. Anthropic: 403
-    # permission_error. Azure: 403 for a key without access.
+    # OpenAI: 403 unsupported_country_region_territory "Country, region, or
+    # territory not supported". Anthropic: 403 forbidden "Request not allowed"
+    # (its answer to calls from a region it does not serve).
+    (Kind.REGION, lambda s: s.status == 403 and bool(s.codes & REGION_CODES)),
+    # Anthropic: 403 permission_error. Azure: 403 for a key without access.
     (Kind.FORBIDDEN, lambda s: s.status == 403),
     # Any provider: 5xx. Anthropic: 529 overloaded_error. Any: 408, 499, and an
     # error event inside a stream whose type implies no status.

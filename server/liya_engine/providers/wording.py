@@ -30,6 +30,10 @@ class Call:
     host: str = ""  # host[:port] of the endpoint called
     api_version: str | None = None
     detail: str = ""  # the provider's own message, scrubbed and shortened
+    # The provider's message held key material: it is withheld as a whole and
+    # a generic sentence naming ``status`` stands in its place.
+    withheld: bool = False
+    status: int | None = None  # the upstream HTTP status, for that sentence
 
 
 UNREACHABLE_REASONS: Mapping[Kind, str] = {
@@ -98,8 +102,21 @@ class Wording:
     # -- the sentences ----------------------------------------------------------
 
     def said(self, call: Call) -> str:
-        """The provider's own words, quoted, or nothing."""
+        """The provider's own words, quoted, or nothing (or, when they held key
+        material, a sentence saying they are withheld)."""
+        if call.withheld:
+            status = f"{call.status} answer" if call.status else "in-stream error"
+            return (
+                f" The message of {self.label}'s {status} is not shown: it contained key material."
+            )
         return f' {self.label} said: "{call.detail}"' if call.detail else ""
+
+    def region_fix(self) -> str:
+        """What to do when the provider refuses the service's region."""
+        return (
+            f"the key itself may be fine; the service's operator must call {self.label} "
+            "from a region it supports"
+        )
 
     def _redirect(self, failure: Failure, call: Call) -> str:
         return (
@@ -113,6 +130,20 @@ class Wording:
         else:
             head = f"{self.label} rejected the stored API key ({failure.status or 'in-stream'})"
         return f"{head}: {self.key_fix()}.{self.said(call)}"
+
+    def _region(self, failure: Failure, call: Call) -> str:
+        return (
+            f"{self.label} refuses requests from the region this service runs in "
+            f"({failure.status or 'in-stream'}): {self.region_fix()}.{self.said(call)}"
+        )
+
+    def _over_limit(self, failure: Failure, call: Call) -> str:
+        return (
+            f"{self.label} refused a request larger than the account's per-minute token "
+            f"limit ({failure.status or 'in-stream'}): waiting does not help; shorten the "
+            f"messages or lower max_tokens, or raise the limit in {self.dashboard}."
+            f"{self.said(call)}"
+        )
 
     def _billing(self, failure: Failure, call: Call) -> str:
         return (
@@ -182,8 +213,10 @@ _MESSAGES: Mapping[Kind, Callable[[Wording, Failure, Call], str]] = {
     Kind.REDIRECT: Wording._redirect,
     Kind.AUTH: Wording._auth,
     Kind.FORBIDDEN: Wording._auth,
+    Kind.REGION: Wording._region,
     Kind.BILLING: Wording._billing,
     Kind.RATE_LIMIT: Wording._rate_limit,
+    Kind.OVER_LIMIT: Wording._over_limit,
     Kind.NOT_FOUND: lambda w, f, c: w.model_not_found(f, c),
     Kind.UNAVAILABLE: Wording._unavailable,
     Kind.TOO_LONG: Wording._too_long,
