@@ -101,7 +101,8 @@ def sse(text: str) -> list[dict]:
 # README's own comment, checked separately).
 CHECKS = [
     lambda t, h: config(t)["openai"] == {
-        "configured": True, "apiKeyPreview": "sk-...", "defaultModel": "gpt-4o"},
+        "configured": True, "apiKeyPreview": "sk-...", "defaultModel": "gpt-4o",
+        "health": {"state": "unknown", "keySetTime": config(t)["openai"]["health"]["keySetTime"]}},
     lambda t, h: config(t)["anthropic"]["apiKeyPreview"] == "sk-ant-..."
     and config(t)["servingProvider"] == "anthropic",
     lambda t, h: config(t)["servingProvider"] == "azure"
