@@ -145,6 +145,8 @@ class Bench:
         # G-cold calls miss the tenant cache and G calls hit it (one process only:
         # workers would all try to bind it).
         self.metrics_port = free_port() if args.workers == 1 else None
+        # The command before ``serve``; ``feature_ab`` starts variants of the server.
+        self.server_command = [str(BIN / "liya-engine")]
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -227,7 +229,7 @@ class Bench:
     def start_server(self) -> None:
         """Start the server (and its workers), wait until it is SERVING, then
         connect every client worker with ``--channels`` channels."""
-        cmd = [str(BIN / "liya-engine"), "serve"]
+        cmd = [*self.server_command, "serve"]
         if self.args.workers > 1:
             cmd += ["--workers", str(self.args.workers)]
         with (self.tmp / "server.log").open("ab") as logfile:

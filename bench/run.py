@@ -1,35 +1,13 @@
 """Benchmark of the Liya Engine service on loopback (``make bench``).
 
-Everything runs on this machine and talks over 127.0.0.1 only:
-
-* the fake providers (``liya-engine fake-providers``) in their own process,
-  measured alone first with plain httpx POSTs (scenario F);
-* the service (``liya-engine serve``) in its own process, on a fresh SQLite file
-  (or a scratch PostgreSQL database with ``--postgres``) seeded with one warm
-  tenant and ``--tenants`` cold ones before it starts;
-* client worker processes (``--clients``, spawned, each one asyncio loop) that
-  generate the load, so the client is not one saturated core.
-
-Scenarios, run interleaved in rounds (every scenario at every concurrency in each
-round, in an order that changes from round to round, each target's pair side by
-side) so that drift on a shared machine hits all alike:
-
-    B0      grpc.health.v1.Health/Check on the service: the gRPC floor
-    B1      the official OpenAI SDK (one reused AsyncOpenAI, max_retries=0,
-            its default HTTP client) straight at the fake: the SDK + HTTP
-            floor of a caller using the SDK directly (``--b1-aiohttp``: on the
-            SDK's aiohttp client, the transport the service itself uses)
-    G       InferenceService/Complete through the service, warm tenant
-    G-cold  Complete, each call from a tenant never seen before
-    R       ConfigService/GetMaskedConfig, warm tenant
-
-For each: p50/p99 latency at concurrency 1; throughput and p99 at 16 and 64;
-CPU per request of the server, the fake and the clients (from /proc); the
-server's RSS. Then RSS before and after ``--rss-tenants`` distinct tenants made
-a call, the issue's targets as ratios, a table, and JSON under bench/results/.
-``--profile`` samples the server with py-spy during an extra G block.
-``--tracing`` (``--ledger``) runs instead warm G blocks alternately with tracing
-(the usage ledger) off and on, on two servers (``tracing_ab``, ``ledger_ab``).
+The fake providers, the service (on a seeded SQLite file, or PostgreSQL with
+``--postgres``) and client worker processes run on this machine and talk over
+127.0.0.1 only. The scenarios (B0, B1, G, G-cold, R: bench/README.md says what
+each is) run interleaved in rounds, every scenario at every concurrency in each
+round, each target's pair side by side, so that drift on a shared machine hits
+all alike. ``--tracing`` (``--ledger``, ``--health``, ``--ab-baseline DIR``)
+runs instead warm G blocks alternately with tracing (the usage ledger, key
+health, this code) off and on, on two servers (``tracing_ab``, ``feature_ab``).
 
 This module is the orchestration (command line, phases, order of the blocks);
 ``harness`` (processes), ``loadgen`` (load loops), ``blocks`` (one measured
@@ -48,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import ledger_ab
+import feature_ab
 import tracing_ab
 from blocks import Block, run_block, run_count
 from common import (
@@ -147,6 +125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(rounds 4, quick 2; window 3, quick 1.5; ramp 0.2)",
     )
     p.add_argument("--ledger", action="store_true", help="only the ledger's cost, as --tracing")
+    p.add_argument("--health", action="store_true", help="only key health's cost, as --tracing")
+    p.add_argument(
+        "--ab-baseline",
+        metavar="DIR",
+        help="only this checkout's server against the one in DIR (same schema), as --tracing",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = p.parse_args(argv)
@@ -159,7 +143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "rss_tenants": 1_000 if quick else RSS_TARGET_TENANTS,
         "profile_seconds": 4.0 if quick else 10.0,
     }
-    if args.tracing or args.ledger:
+    if args.tracing or ab_feature(args):
         # Pairs of blocks; a short ramp, since spans of the ramp's calls are
         # exported (and charged) in the window; only the warm tenant is called.
         defaults.update(
@@ -188,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     bench = Bench(args)
     try:
-        if args.tracing or args.ledger:
-            return run_ab(bench, stamp, ledger_ab if args.ledger else tracing_ab)
+        if args.tracing or ab_feature(args):
+            return run_ab(bench, stamp, ab_feature(args))
         return run(bench, stamp, started)
     except BenchError as exc:
         log(f"error: {exc}")
@@ -240,14 +224,24 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     return 0
 
 
-def run_ab(bench: Bench, stamp: str, ab: Any) -> int:
-    """``--tracing`` or ``--ledger``: the database, the fake and the clients,
-    then the comparison (``ab``: ``tracing_ab`` or ``ledger_ab``)."""
+def ab_feature(args: argparse.Namespace) -> feature_ab.Feature | None:
+    """The part of the warm path ``--ledger``, ``--health`` or ``--ab-baseline`` measures."""
+    if args.ab_baseline:
+        return feature_ab.baseline(args.ab_baseline)
+    return feature_ab.LEDGER if args.ledger else feature_ab.HEALTH if args.health else None
+
+
+def run_ab(bench: Bench, stamp: str, feature: feature_ab.Feature | None) -> int:
+    """``--tracing`` (``feature`` None), ``--ledger``, ``--health``, ``--ab-baseline``:
+    the database, the fake and the clients, then the comparison."""
     seed_phase(bench)
     bench.start_fake()
     bench.start_clients()
-    figures = ab.compare(bench)
-    ab.report(figures, None if bench.args.no_save else RESULTS_DIR, stamp)
+    folder = None if bench.args.no_save else RESULTS_DIR
+    if feature is None:
+        tracing_ab.report(tracing_ab.compare(bench), folder, stamp)
+    else:
+        feature_ab.report(feature, feature_ab.compare(bench, feature), folder, stamp)
     return 0
 
 
