@@ -8,8 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from liya_engine.config.health import SUCCESS_REWRITE_SECONDS, Outcome, ProviderHealth
-from liya_engine.config.health_recorder import HealthRecorder
+from liya_engine.config.health import (
+    FORGET_IDLE_SECONDS,
+    SUCCESS_REWRITE_SECONDS,
+    Outcome,
+    ProviderHealth,
+)
+from liya_engine.config.health_recorder import PRUNE_EVERY_SECONDS, HealthRecorder
 from liya_engine.errors import StorageUnavailable
 from liya_engine.storage.database import Database
 
@@ -197,3 +202,31 @@ async def test_a_failed_write_is_retried_at_the_next_flush(sqlite_db):
     await recorder.flush()
     assert [o.reason for o in store.writes[0]] == ["BYOK_AUTH_FAILED"]
     assert (await store.read_health("t"))["openai"].state == "failing"
+
+
+async def test_idle_written_entries_are_forgotten_and_memory_stays_bounded(sqlite_db):
+    store, clock, moves = CountingStore(sqlite_db), Clock(), []
+    recorder = HealthRecorder(store, lambda *m: moves.append(m), clock=clock)
+    for i in range(50):
+        recorder.succeeded(f"t{i}", "openai", 1)
+    recorder.failed("down", "openai", 1, "BYOK_AUTH_FAILED", "bad key")
+    await recorder.flush()  # all written
+    store.down = True
+    clock.advance(FORGET_IDLE_SECONDS - 1)
+    recorder.succeeded("t0", "openai", 1)  # t0 called again: not idle
+    recorder.succeeded("late", "openai", 1)  # due, and its write fails below
+    clock.advance(PRUNE_EVERY_SECONDS)
+    await recorder.flush()  # the write fails; idle and written entries go
+    assert recorder.local("t1", "openai") is None
+    assert recorder.local("down", "openai") is None
+    assert recorder.local("t0", "openai") is not None
+    assert recorder.local("late", "openai") is not None  # not written yet: kept
+    # What was forgotten is still in the database for every replica to read.
+    assert (await store.read_health("down"))["openai"].last_failure_reason == "BYOK_AUTH_FAILED"
+    store.down = False
+    await recorder.flush()
+    assert (await store.read_health("late"))["openai"].state == "ok"
+    # A forgotten key's next outcome starts from unknown on this replica, as after a restart.
+    moves.clear()
+    recorder.succeeded("t1", "openai", 1)
+    assert moves == [("openai", "unknown", "ok")]

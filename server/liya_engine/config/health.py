@@ -72,6 +72,11 @@ VIEW_TTL_SECONDS: Final = 2.0
 SUCCESS_REWRITE_SECONDS: Final = 30.0
 """A success (or a repeat of the same failure) that changes no state is
 written at most this often per tenant and provider."""
+FORGET_IDLE_SECONDS: Final = 600.0
+"""A replica forgets the outcomes of a tenant and provider with no call for this
+long, once they are written, so its memory grows with the tenants calling now
+rather than with every tenant it ever served. The next call starts from
+``unknown`` again on that replica, as after a restart."""
 
 
 def credential_providers(changed_paths: Iterable[str]) -> list[str]:

@@ -10,7 +10,9 @@ most every ``SUCCESS_REWRITE_SECONDS`` per tenant and provider. So database
 writes grow with tenants whose health changes, not with calls.
 
 A write that fails (database down) is retried at the next flush; kill -9 loses
-at most one interval of outcomes, which the next calls record again.
+at most one interval of outcomes, which the next calls record again. Entries
+idle for ``FORGET_IDLE_SECONDS`` and written are forgotten (checked at most
+once a minute), which bounds memory by the tenants calling recently.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 
 from liya_engine.config.health import (
     FLUSH_SECONDS,
+    FORGET_IDLE_SECONDS,
     HEALTH_REASONS,
     STATE_FAILING,
     STATE_OK,
@@ -35,6 +38,7 @@ from liya_engine.config.health import (
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (tenant, provider)
+PRUNE_EVERY_SECONDS = 60.0  # a scan of every entry: not at each flush
 Transition = Callable[[str, str, str], None]  # (provider, from state, to state)
 
 
@@ -86,6 +90,7 @@ class HealthRecorder:
         # tenant -> provider -> entry: the call path allocates no key tuple.
         self._entries: dict[str, dict[str, LocalHealth]] = {}
         self._due: set[Key] = set()
+        self._pruned_at = clock()
 
     # -- the call path: no await, no I/O ------------------------------------------
 
@@ -153,9 +158,15 @@ class HealthRecorder:
     # -- the writer -------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write the outcomes that are due; keep them due if the write fails."""
-        if not self._due:
-            return
+        """Write the outcomes that are due (kept due if the write fails); at most
+        once a minute, forget the idle entries."""
+        if self._due:
+            await self._write_due()
+        now = self._clock()
+        if now - self._pruned_at >= PRUNE_EVERY_SECONDS:
+            self.forget_idle(now)
+
+    async def _write_due(self) -> None:
         due, self._due = self._due, set()
         now = self._clock()
         written: list[tuple[Key, LocalHealth]] = []
@@ -172,6 +183,23 @@ class HealthRecorder:
         for _key, entry in written:
             entry.written = now
             entry.fresh = False
+
+    def forget_idle(self, now: float) -> int:
+        """Drop entries written and with no outcome since ``now - FORGET_IDLE_SECONDS``;
+        how many were dropped. Entries still due (a write failed) are kept."""
+        self._pruned_at = now
+        horizon = now - FORGET_IDLE_SECONDS
+        dropped = 0
+        for tenant_id in list(self._entries):
+            providers = self._entries[tenant_id]
+            for provider, entry in list(providers.items()):
+                last = max(entry.success or 0.0, entry.failure or 0.0)
+                if last < horizon and not entry.fresh and (tenant_id, provider) not in self._due:
+                    del providers[provider]
+                    dropped += 1
+            if not providers:
+                del self._entries[tenant_id]
+        return dropped
 
     async def run(self, interval: float = FLUSH_SECONDS) -> None:
         """Flush every ``interval`` seconds until cancelled."""
