@@ -106,6 +106,32 @@ async def test_credentials_stored_before_health_existed_get_a_record(db):
     assert (record.state, record.credentials_version, record.key_set_time) == ("ok", 0, None)
 
 
+async def test_one_write_of_many_outcomes_judges_each_by_its_own_config_version(db):
+    # A flush writes the outcomes of many tenants in one statement: each row's
+    # config version decides for that row alone.
+    for tenant, version in (("a", 5), ("b", 1)):
+        async with db.unit_of_work(write=True) as uow:
+            await uow.health.reset(
+                tenant, "openai", credentials_version=version, key_set_time=T0, verified_time=None
+            )
+            await uow.commit()
+    await db.record_health(
+        [
+            Outcome("new", "openai", 9, success_time=at(1)),  # no record yet
+            Outcome("a", "openai", 3, failure_time=at(2), reason="BYOK_AUTH_FAILED"),  # old key
+            Outcome("b", "openai", 2, failure_time=at(3), reason="BYOK_QUOTA_EXCEEDED"),
+        ]
+    )
+    assert (await db.read_health("new"))["openai"].state == "ok"
+    assert (await db.read_health("a"))["openai"].state == "unknown"
+    b = (await db.read_health("b"))["openai"]
+    assert (b.state, b.last_failure_reason, b.last_failure_time) == (
+        "failing",
+        "BYOK_QUOTA_EXCEEDED",
+        at(3),
+    )
+
+
 # -- the recorder's write policy ------------------------------------------------------
 
 

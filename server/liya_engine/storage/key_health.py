@@ -37,8 +37,10 @@ def _later(new, old):
     return and_(new.is_not(None), or_(old.is_(None), new > old))
 
 
-def _merge_outcome(dialect: str, outcome: Outcome):
-    ins = _insert(dialect).values(**rows.health_columns(outcome))
+def _merge_statement(dialect: str):
+    """One upsert for every outcome, its values bound per row (executemany), so
+    that a flush of many first outcomes (new tenants) compiles one statement."""
+    ins = _insert(dialect).values({name: bindparam(name) for name in _COLUMNS})
     new = ins.excluded
     newer_success = _later(new.last_success_time, _T.c.last_success_time)
     newer_failure = _later(new.last_failure_time, _T.c.last_failure_time)
@@ -58,8 +60,13 @@ def _merge_outcome(dialect: str, outcome: Outcome):
                 (newer_failure, new.last_failure_message), else_=_T.c.last_failure_message
             ),
         },
-        where=_T.c.credentials_version <= outcome.config_version,
+        where=_T.c.credentials_version <= bindparam(_VERSION),
     )
+
+
+_COLUMNS = tuple(rows.health_columns(Outcome("", "", 0)))
+_VERSION = "outcome_config_version"  # the call's config version, not a column
+_MERGE = {dialect: _merge_statement(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 class HealthTable:
@@ -98,9 +105,8 @@ class HealthTable:
 
 
 async def _merge_all(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
-    dialect = conn.dialect.name
-    for outcome in outcomes:
-        await conn.execute(_merge_outcome(dialect, outcome))
+    params = [{**rows.health_columns(o), _VERSION: o.config_version} for o in outcomes]
+    await conn.execute(_MERGE[conn.dialect.name], params)
 
 
 class HealthRepository:
