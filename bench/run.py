@@ -22,11 +22,15 @@ side) so that drift on a shared machine hits all alike:
     G       InferenceService/Complete through the service, warm tenant
     G-cold  Complete, each call from a tenant never seen before
     R       ConfigService/GetMaskedConfig, warm tenant
+    S1      the SDK's own stream straight at the fake (20 deltas, then usage)
+    S       InferenceService/CompleteStream through the service, warm tenant
 
 For each: p50/p99 latency at concurrency 1; throughput and p99 at 16 and 64;
 CPU per request of the server, the fake and the clients (from /proc); the
 server's RSS. Then RSS before and after ``--rss-tenants`` distinct tenants made
-a call, the issue's targets as ratios, a table, and JSON under bench/results/.
+a call; after the rounds H (1,000 streams held open) and overload at twice G's
+capacity (``hold_overload``); the issue's targets as ratios, tables, and JSON
+under bench/results/.
 ``--profile`` samples the server with py-spy during an extra G block.
 ``--tracing`` (``--ledger``) runs instead warm G blocks alternately with tracing
 (the usage ledger) off and on, on two servers (``tracing_ab``, ``ledger_ab``).
@@ -45,35 +49,28 @@ import asyncio
 import os
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import hold_overload
 import ledger_ab
 import tracing_ab
 from blocks import Block, run_block, run_count
 from common import (
-    ADJACENT,
     CONCURRENCY,
+    DIRECT,
     RESULTS_DIR,
     RSS_TARGET_TENANTS,
     SCENARIOS,
     BenchError,
+    block_order,
     log,
 )
 from harness import Bench, tail
 from procstats import machine_info, profile_server
 from report import Results, summarise, write_report
 from seeding import create_pg_database, seed_database
-
-
-def block_order(round_index: int) -> list[str]:
-    """The scenarios of one round: groups of ``ADJACENT`` stay together, and
-    both the order of the groups and the order within them flip from round to
-    round, so a steady drift favours no scenario of a compared pair."""
-    groups = [list(group) for group in ADJACENT]
-    if round_index % 2:
-        groups = [group[::-1] for group in reversed(groups)]
-    return [scenario for group in groups for scenario in group]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -147,6 +144,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(rounds 4, quick 2; window 3, quick 1.5; ramp 0.2)",
     )
     p.add_argument("--ledger", action="store_true", help="only the ledger's cost, as --tracing")
+    hold_overload.add_arguments(p)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = p.parse_args(argv)
@@ -174,8 +172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, name, value)
     if args.clients < 1 or args.channels < 1 or args.rounds < 1 or args.workers < 1:
         p.error("--clients, --channels, --rounds and --workers must be at least 1")
-    if args.profile and not set(args.profile.split(",")) <= set(SCENARIOS) - {"B1"}:
-        p.error("--profile takes scenarios of the server: B0, G, G-cold, R")
+    if args.profile and not set(args.profile.split(",")) <= set(SCENARIOS) - set(DIRECT):
+        p.error("--profile takes scenarios of the server: B0, G, G-cold, R, S")
     if args.rss_tenants >= args.tenants:
         p.error("--rss-tenants must be below --tenants")
     return args
@@ -219,6 +217,7 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     warm_up(bench)  # 4. every scenario once; any error stops the run here
     rss = rss_phase(bench)  # 5. RSS from 0 to N active tenants
     profiled = args.profile.split(",") if args.profile else []
+    after_rounds = hold_overload.prepare(bench)  # their tenants, set aside first
     blocks = run_rounds(bench, "G-cold" in profiled)  # 6. the interleaved rounds
     figures = {
         s: {
@@ -233,10 +232,10 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     rss["peak_mb"] = round(mem_end["VmHWM"] / 1024, 1)
     rss["final_mb"] = round(mem_end["VmRSS"] / 1024, 1)
     rss["cold_tenants_called"] = bench.cold_calls
-    # 8. Report.
-    write_report(
-        Results(args, stamp, started, machine, seed, fake_alone, figures, rss, blocks, profiles)
-    )
+    streaming = after_rounds(figures)  # 8. H and overload, last (H resets the peak RSS)
+    # 9. Report.
+    results = Results(args, stamp, started, machine, seed, fake_alone, figures, rss, blocks)
+    write_report(replace(results, profiles=profiles, streaming=streaming))
     return 0
 
 
