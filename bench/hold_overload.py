@@ -16,7 +16,10 @@ spread over enough tenants that each has at most half its
 ``LIYA_TENANT_MAX_IN_FLIGHT``, against a fake that streams slowly
 (``slow_stream``: the role chunk and the first delta at once, then
 ``--hold-chunk-delay`` seconds between chunks, lengthened so that every
-stream outlasts the launches by half), so all are open at once.
+stream outlasts the launches by half), so all are open at once. A stream
+lasts at most 30 s (half ``LIYA_UPSTREAM_TIMEOUT_SECONDS`` if that is less:
+the server ends a provider call, a stream too, at that timeout), so on a
+slow machine the launches are faster than half S's rate.
 Measured: every stream checked (20 deltas, usage, OK), time to first delta,
 the server's VmRSS before and at its peak during H (sampled, and VmHWM reset
 through ``/proc/<pid>/clear_refs``), the most CompleteStream calls in flight
@@ -53,6 +56,10 @@ Figures = dict[str, dict[int, dict[str, Any]]]
 # The fake's events per stream: the role chunk, the deltas, the finish, the usage, [DONE].
 STREAM_EVENTS = STREAM_CHUNKS + 4
 HOLD_STREAMS = 1000
+# H's streams end well within the server's LIYA_UPSTREAM_TIMEOUT_SECONDS (the
+# longest a provider call may take, a stream too) and the 30 s a connection's
+# calls get after its GOAWAY at 5 minutes of age.
+HOLD_LONGEST_STREAM = 30.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,7 +95,8 @@ def prepare(bench: Bench) -> Callable[[Figures], dict[str, Any]]:
     args = bench.args
     if args.hold_streams is None:
         args.hold_streams = 300 if args.quick else HOLD_STREAMS
-    limits = Settings.from_env(bench.server_env()).limits
+    settings = Settings.from_env(bench.server_env())
+    limits = settings.limits
     hold_tenants = math.ceil(args.hold_streams / max(1, limits.tenant_max_in_flight // 2))
     spread = 4 * math.ceil(limits.max_in_flight / limits.tenant_max_in_flight)
     hold_range = bench.take_tenants(hold_tenants) if args.hold_streams else None
@@ -96,12 +104,14 @@ def prepare(bench: Bench) -> Callable[[Figures], dict[str, Any]]:
     info = {
         "max_in_flight": limits.max_in_flight,
         "tenant_max_in_flight": limits.tenant_max_in_flight,
+        "upstream_timeout_seconds": settings.upstream_timeout_seconds,
     }
 
     def after_rounds(figures: Figures) -> dict[str, Any]:
         out: dict[str, Any] = {"limits": info, "hold": None, "overload": []}
         if hold_range:
-            out["hold"] = run_hold(bench, figures, hold_range)
+            longest = min(HOLD_LONGEST_STREAM, settings.upstream_timeout_seconds / 2)
+            out["hold"] = run_hold(bench, figures, hold_range, longest)
         if spread_range:
             for tenants in (None, spread_range):
                 out["overload"].append(run_overload(bench, figures, tenants, limits.max_in_flight))
@@ -174,14 +184,19 @@ def _fake_peak_open(bench: Bench) -> int | None:
     return peak
 
 
-def run_hold(bench: Bench, figures: Figures, tenants: tuple[int, int]) -> dict[str, Any]:
-    """H: the streams held open at once; see the module's docstring."""
+def run_hold(
+    bench: Bench, figures: Figures, tenants: tuple[int, int], longest: float
+) -> dict[str, Any]:
+    """H: the streams held open at once, each lasting at most about ``longest``
+    seconds; see the module's docstring."""
     args = bench.args
     n = args.hold_streams
-    rate = args.hold_rate or max(10.0, figures["S"][64]["throughput_rps"] / 2)
+    # Every stream lasts about ``gaps`` x delay: longer than the launches, by half.
+    rate = args.hold_rate or max(figures["S"][64]["throughput_rps"] / 2, 1.5 * n / longest)
     ramp = n / rate
-    # Every stream lasts about (events - 2) x delay: longer than the launches, by half.
-    delay = round(max(args.hold_chunk_delay or 1.0, 1.5 * ramp / (STREAM_EVENTS - 2)), 2)
+    gaps = STREAM_EVENTS - 1  # the pauses: after every event but the first
+    delay = args.hold_chunk_delay or min(max(1.0, 1.5 * ramp / gaps), longest / gaps)
+    delay = round(delay, 2)
     log(
         f"H: {n:,} streams over {tenants[1] - tenants[0]} tenants, {rate:.0f} launched a "
         f"second, {delay}s between chunks"
