@@ -7,7 +7,9 @@ running one asyncio loop. The orchestrator sends it jobs over a pipe
 latencies of the calls started in the measured window and the count of those
 that finished in it. The calls of every scenario are prepared here, outside
 the timed part: tokens minted with ``liya_engine.identity.mint_token``, calls
-made with the generated stubs, the OpenAI SDK or httpx.
+made with the generated stubs, the OpenAI SDK or httpx; those of the streams
+(S, S1) and the jobs of the phases after the rounds (``hold``, ``open_loop``)
+are in ``streams`` and ``overload``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from common import CALL_TIMEOUT, MAX_TOKENS, MODEL, PROMPT, WARM_TENANT, cold_tenant
+import overload
+import streams
+from common import CALL_TIMEOUT, MAX_TOKENS, MODEL, PROMPT, WARM_TENANT, cold_tenant, describe
 
 
 def client_main(conn: Any, cfg: dict[str, Any]) -> None:
@@ -56,6 +60,8 @@ async def _client_loop(conn: Any, cfg: dict[str, Any]) -> None:
                     reply = await client.wait_serving(job["within"])
                 elif op == "load":
                     reply = await client.load(job)
+                elif op in ("hold", "open_loop"):
+                    reply = await client.run_phase(job)
                 else:
                     reply = {"ok": False, "error": f"unknown op {op!r}"}
             except Exception as exc:
@@ -169,9 +175,24 @@ class LoadClient:
         await self._http.aclose()
         await self._openai.close()
 
+    async def run_phase(self, job: dict[str, Any]) -> dict[str, Any]:
+        """H (``streams.hold``) or overload (``overload.open_loop``) on these channels."""
+        if job["op"] == "hold":
+            return await streams.hold(job, self._inference, self._metadata)
+        return await overload.open_loop(job, self._inference, self._metadata, self._complete_req)
+
     def _caller(self, scenario: str, slot: int, tenants: Any) -> Any:
         """An ``async call()`` for one load task; prepares what is not to be timed."""
         n = len(self._channels) or 1
+        if scenario in streams.SCENARIOS:
+            call = streams.caller(
+                scenario,
+                openai=self._openai,
+                stubs=self._inference,
+                slot=slot,
+                metadata=self._warm_md,
+            )
+            return lambda: call
         if scenario == "F":
 
             async def call() -> None:
@@ -258,16 +279,17 @@ class LoadClient:
                     return
                 began = time.monotonic()
                 try:
-                    await call()
+                    # A stream's call returns when its first delta came: its latency.
+                    first = await call()
                     ok = True
                 except Exception as exc:
                     ok = False
-                    errors[_describe(exc)] += 1
+                    errors[describe(exc)] += 1
                 ended = time.monotonic()
                 stats["used"] += 1
                 if began >= measure:
                     if ok:
-                        latencies.append(ended - began)
+                        latencies.append((first or ended) - began)
                     else:
                         stats["errors"] += 1
                 if ok and measure <= ended < end:
@@ -284,12 +306,3 @@ class LoadClient:
             "error_kinds": dict(errors.most_common(3)),
             "exhausted": exhausted,
         }
-
-
-def _describe(exc: BaseException) -> str:
-    """A short kind of failure to count: the gRPC status, or the exception."""
-    code = getattr(exc, "code", None)
-    details = getattr(exc, "details", None)
-    if callable(code) and callable(details):
-        return f"{code().name}: {(details() or '')[:200]}"
-    return f"{type(exc).__name__}: {str(exc)[:200]}"

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import stream_report
 from blocks import Block
 from common import (
     CONCURRENCY,
+    DIRECT,
     MAX_TOKENS,
     PROMPT,
     RESULTS_DIR,
@@ -42,6 +44,7 @@ class Results:
     rss: dict[str, Any]
     blocks: list[Block]
     profiles: list[dict[str, Any]] = field(default_factory=list)
+    streaming: dict[str, Any] = field(default_factory=dict)  # H and overload (hold_overload)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -115,7 +118,7 @@ def render_tables(figures: Figures, fake_alone: dict[int, Any]) -> str:
         errors = sum(by_c[c]["errors"] for c in CONCURRENCY)
         server = (
             "-"
-            if name.startswith(("F", "B1"))
+            if name.split()[0] in DIRECT
             else f"{fmt(c1['server_cpu_ms_per_req'], 3)} / {fmt(c64['server_cpu_ms_per_req'], 3)}"
         )
         rows.append(
@@ -302,6 +305,7 @@ def as_json(results: Results, tables: str, targets: list[dict[str, Any]]) -> dic
             s: {str(c): v for c, v in by_c.items()} for s, by_c in results.figures.items()
         },
         "rss": results.rss,
+        "streaming": results.streaming,
         "targets": targets,
         "profiles": [
             {k: v for k, v in pr.items() if k != "summary_text"} for pr in results.profiles
@@ -332,7 +336,9 @@ def write_report(results: Results) -> None:
     """Print the report; unless ``--no-save``, write it as
     ``bench/results/<stamp>.json`` and ``bench/results/latest.json``."""
     targets = evaluate_targets(results.figures, results.rss)
+    targets += stream_report.targets(results.figures, results.streaming)
     tables = render_tables(results.figures, results.fake_alone)
+    tables += "\n\n" + stream_report.tables(results.figures, results.streaming)
     print_summary(results, tables, targets)
     if results.args.no_save:
         return

@@ -2,12 +2,14 @@
 
 The fake providers, the service (on a seeded SQLite file, or PostgreSQL with
 ``--postgres``) and client worker processes run on this machine and talk over
-127.0.0.1 only. The scenarios (B0, B1, G, G-cold, R: bench/README.md says what
-each is) run interleaved in rounds, every scenario at every concurrency in each
-round, each target's pair side by side, so that drift on a shared machine hits
-all alike. ``--tracing`` (``--ledger``, ``--health``, ``--ab-baseline DIR``)
-runs instead warm G blocks alternately with tracing (the usage ledger, key
-health, this code) off and on, on two servers (``tracing_ab``, ``feature_ab``).
+127.0.0.1 only. The scenarios (B0, B1, G, G-cold, R, S1, S: bench/README.md
+says what each is) run interleaved in rounds, every scenario at every
+concurrency in each round, each target's pair side by side, so that drift on a
+shared machine hits all alike; after the rounds come H (1,000 streams held
+open) and overload at twice G's capacity (``hold_overload``).
+``--tracing`` (``--ledger``, ``--health``, ``--ab-baseline DIR``) runs instead
+warm G blocks alternately with tracing (the usage ledger, key health, this
+code) off and on, on two servers (``tracing_ab``, ``feature_ab``).
 
 This module is the orchestration (command line, phases, order of the blocks);
 ``harness`` (processes), ``loadgen`` (load loops), ``blocks`` (one measured
@@ -23,35 +25,28 @@ import asyncio
 import os
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import feature_ab
+import hold_overload
 import tracing_ab
 from blocks import Block, run_block, run_count
 from common import (
-    ADJACENT,
     CONCURRENCY,
+    DIRECT,
     RESULTS_DIR,
     RSS_TARGET_TENANTS,
     SCENARIOS,
     BenchError,
+    block_order,
     log,
 )
 from harness import Bench, tail
 from procstats import machine_info, profile_server
 from report import Results, summarise, write_report
 from seeding import create_pg_database, seed_database
-
-
-def block_order(round_index: int) -> list[str]:
-    """The scenarios of one round: groups of ``ADJACENT`` stay together, and
-    both the order of the groups and the order within them flip from round to
-    round, so a steady drift favours no scenario of a compared pair."""
-    groups = [list(group) for group in ADJACENT]
-    if round_index % 2:
-        groups = [group[::-1] for group in reversed(groups)]
-    return [scenario for group in groups for scenario in group]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -131,6 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="only this checkout's server against the one in DIR (same schema), as --tracing",
     )
+    hold_overload.add_arguments(p)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = p.parse_args(argv)
@@ -158,8 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, name, value)
     if args.clients < 1 or args.channels < 1 or args.rounds < 1 or args.workers < 1:
         p.error("--clients, --channels, --rounds and --workers must be at least 1")
-    if args.profile and not set(args.profile.split(",")) <= set(SCENARIOS) - {"B1"}:
-        p.error("--profile takes scenarios of the server: B0, G, G-cold, R")
+    if args.profile and not set(args.profile.split(",")) <= set(SCENARIOS) - set(DIRECT):
+        p.error("--profile takes scenarios of the server: B0, G, G-cold, R, S")
     if args.rss_tenants >= args.tenants:
         p.error("--rss-tenants must be below --tenants")
     return args
@@ -203,6 +199,7 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     warm_up(bench)  # 4. every scenario once; any error stops the run here
     rss = rss_phase(bench)  # 5. RSS from 0 to N active tenants
     profiled = args.profile.split(",") if args.profile else []
+    after_rounds = hold_overload.prepare(bench)  # their tenants, set aside first
     blocks = run_rounds(bench, "G-cold" in profiled)  # 6. the interleaved rounds
     figures = {
         s: {
@@ -217,10 +214,10 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     rss["peak_mb"] = round(mem_end["VmHWM"] / 1024, 1)
     rss["final_mb"] = round(mem_end["VmRSS"] / 1024, 1)
     rss["cold_tenants_called"] = bench.cold_calls
-    # 8. Report.
-    write_report(
-        Results(args, stamp, started, machine, seed, fake_alone, figures, rss, blocks, profiles)
-    )
+    streaming = after_rounds(figures)  # 8. H and overload, last (H resets the peak RSS)
+    # 9. Report.
+    results = Results(args, stamp, started, machine, seed, fake_alone, figures, rss, blocks)
+    write_report(replace(results, profiles=profiles, streaming=streaming))
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import aiohttp
 import pytest
 
@@ -134,3 +137,24 @@ async def test_deployments_say_what_each_azure_deployment_reports_running(http, 
     async with http.post("/_control/reset") as response:
         assert response.status == 200
     assert await served("prod-chat") == "gpt-4o-2024-08-06"
+
+
+async def test_a_slow_stream_sends_its_first_after_events_at_once(http):
+    # A minute between chunks, except among the first two events (the role
+    # chunk and the first delta): both arrive, the stream is then closed.
+    async with http.post(
+        "/_control/fail",
+        json={"provider": "openai", "kind": "slow_stream", "chunk_delay": 60, "after": 2},
+    ) as response:
+        assert response.status == 200
+    request = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "one two three"}],
+        "stream": True,
+    }
+    headers = {"Authorization": "Bearer sk-test"}
+    async with http.post("/v1/chat/completions", json=request, headers=headers) as response:
+        assert response.status == 200
+        events = [await asyncio.wait_for(response.content.readuntil(b"\n\n"), 10) for _ in "ab"]
+    chunks = [json.loads(event.removeprefix(b"data: ")) for event in events]
+    assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["", "Fake"]

@@ -35,7 +35,8 @@ FAILURE_KINDS: tuple[str, ...] = (
     "unavailable",  # 503
     "overloaded",  # Anthropic 529 overloaded_error; OpenAI/Azure 503 overloaded
     "slow",  # wait ``delay`` seconds (default 5), then answer normally
-    "slow_stream",  # answer normally, ``chunk_delay`` seconds (default 0.2) between chunks
+    "slow_stream",  # answer normally, ``chunk_delay`` seconds (default 0.2) between chunks,
+    # the first ``after`` events (default 0) at once: with 2, the first delta is not delayed
     "stream_cut",  # send ``after`` events (default 2) then abort the connection
     "stream_error",  # send ``after`` events then the provider's in-stream error event
     "stream_end_early",  # send ``after`` events then end the stream cleanly, unfinished

@@ -192,8 +192,12 @@ async def _stream(
     response.headers["Cache-Control"] = "no-cache"
     record.status = 200
     await response.prepare(request)
-    chunk_delay = float(opts.get("chunk_delay", 0.2)) if kind == "slow_stream" else 0.0
-    after = int(opts.get("after", 2))
+    slow = kind == "slow_stream"
+    chunk_delay = float(opts.get("chunk_delay", 0.2)) if slow else 0.0
+    # ``after``: the mid-stream kinds act after that many events (default 2);
+    # slow_stream sends that many at once before it starts pausing (default 0:
+    # a pause after every event), so the first delta can come at once.
+    after = int(opts.get("after", 0 if slow else 2))
     include_usage = bool((record.body.get("stream_options") or {}).get("include_usage"))
     for index, event in enumerate(wire.stream_events(answer, include_usage)):
         if kind in MID_STREAM_KINDS and index == after:
@@ -205,7 +209,7 @@ async def _stream(
                 await response.write(wire.stream_error_event())
             break
         await response.write(event)
-        if chunk_delay:
+        if chunk_delay and index + 1 >= after:
             await asyncio.sleep(chunk_delay)
     await response.write_eof()
     return response
