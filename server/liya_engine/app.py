@@ -165,6 +165,15 @@ class RunningServer:
             await asyncio.to_thread(self.tracing.stop)
 
 
+def connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    """Clients reconnect now and then (every 5 minutes), so replicas added later
+    get traffic. The calls still open on an aged connection get the longest a
+    provider call may take (``LIYA_UPSTREAM_TIMEOUT_SECONDS``) and 5 s more to
+    finish: a stream is never cut for the connection's age."""
+    grace_ms = round((settings.upstream_timeout_seconds + 5.0) * 1000)
+    return [("grpc.max_connection_age_ms", 300_000), ("grpc.max_connection_age_grace_ms", grace_ms)]
+
+
 async def start_server(
     settings: Settings,
     *,
@@ -190,9 +199,7 @@ async def start_server(
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
-            # Clients reconnect now and then, so replicas added later get traffic.
-            ("grpc.max_connection_age_ms", 300_000),
-            ("grpc.max_connection_age_grace_ms", 30_000),
+            *connection_age_options(settings),
             *handshake_options(settings),
         ],
     )
