@@ -5,8 +5,10 @@ Everything runs on this machine and talks over 127.0.0.1 only:
 * the fake providers (``liya-engine fake-providers``) in their own process,
   measured alone first with plain httpx POSTs (scenario F);
 * the service (``liya-engine serve``) in its own process, on a fresh SQLite file
-  (or a scratch PostgreSQL database with ``--postgres``) seeded with one warm
-  tenant and ``--tenants`` cold ones before it starts;
+  seeded with one warm tenant and ``--tenants`` cold ones before it starts, and
+  a second one on PostgreSQL (``--pg-tenants``, a million, seeded once and
+  reused: ``pg_database``), whose G, G-cold and R blocks are paired with the
+  SQLite server's (``pg_side``);
 * client worker processes (``--clients``, spawned, each one asyncio loop) that
   generate the load, so the client is not one saturated core.
 
@@ -26,44 +28,48 @@ side) so that drift on a shared machine hits all alike:
 For each: p50/p99 latency at concurrency 1; throughput and p99 at 16 and 64;
 CPU per request of the server, the fake and the clients (from /proc); the
 server's RSS. Then RSS before and after ``--rss-tenants`` distinct tenants made
-a call, the issue's targets as ratios, a table, and JSON under bench/results/.
+a call, the issue's targets as ratios, a table, and JSON (``saving``: in the
+ignored bench/results/local/, or kept with ``--save``).
 ``--profile`` samples the server with py-spy during an extra G block.
 ``--tracing`` (``--ledger``) runs instead warm G blocks alternately with tracing
 (the usage ledger) off and on, on two servers (``tracing_ab``, ``ledger_ab``).
 
 This module is the orchestration (command line, phases, order of the blocks);
 ``harness`` (processes), ``loadgen`` (load loops), ``blocks`` (one measured
-block), ``seeding``, ``procstats`` (CPU, RSS, profiles) and ``report`` do the
-rest. ``python bench/run.py --help`` lists the knobs; bench/README.md explains
+block), ``phases`` (those before the rounds), ``databases``, ``seeding``,
+``pg_database``, ``pg_side``, ``procstats`` (CPU, RSS, profiles), ``report``
+and ``saving`` do the rest. ``python bench/run.py --help`` lists the knobs; bench/README.md explains
 the figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import ledger_ab
+import saving
 import tracing_ab
-from blocks import Block, run_block, run_count
+from blocks import Block, run_block
 from common import (
     ADJACENT,
     CONCURRENCY,
-    RESULTS_DIR,
     RSS_TARGET_TENANTS,
     SCENARIOS,
     BenchError,
     log,
 )
-from harness import Bench, tail
+from databases import postgres_phase, seed_phase
+from harness import Bench
+from pg_database import DEFAULT_SERVER, DEFAULT_TENANTS
+from pg_side import Beside
+from phases import fake_phase, rss_phase, warm_up
 from procstats import machine_info, profile_server
 from report import Results, summarise, write_report
-from seeding import create_pg_database, seed_database
 
 
 def block_order(round_index: int) -> list[str]:
@@ -125,8 +131,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--postgres",
         metavar="URL",
-        help="postgresql+asyncpg://user@host/db: run on a scratch database created "
-        "on that server (dropped afterwards) instead of SQLite",
+        help=f"the PostgreSQL server (any database on it; default {DEFAULT_SERVER}): "
+        "its bench database is created there; with --tracing/--ledger, they run on a "
+        "scratch database there (dropped afterwards) instead of SQLite",
+    )
+    p.add_argument(
+        "--pg-tenants",
+        type=int,
+        default=DEFAULT_TENANTS,
+        help="cold tenants of the PostgreSQL database (default 1000000; seeded once, reused)",
+    )
+    p.add_argument(
+        "--no-postgres", action="store_true", help="SQLite only: no server on PostgreSQL"
     )
     p.add_argument(
         "--profile",
@@ -148,7 +164,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--ledger", action="store_true", help="only the ledger's cost, as --tracing")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
-    p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="keep a full run: its JSON in bench/results/ and its tables in README.md "
+        "(else results go to the ignored bench/results/local/)",
+    )
+    p.add_argument("--no-save", action="store_true", help="write no results at all")
     args = p.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -178,6 +200,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--profile takes scenarios of the server: B0, G, G-cold, R")
     if args.rss_tenants >= args.tenants:
         p.error("--rss-tenants must be below --tenants")
+    if args.save and (args.quick or args.no_save or args.tracing or args.ledger):
+        p.error("--save keeps full runs only: not with --quick, --no-save, --tracing, --ledger")
+    if args.pg_tenants < 1:
+        p.error("--pg-tenants must be at least 1")
     return args
 
 
@@ -209,17 +235,21 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
         f"{machine['nproc']} cores ({machine['cpu_model']}), Python {machine['python']}, "
         f"grpcio {machine['grpcio']}; load average {machine['load_average_at_start']}"
     )
-    seed = seed_phase(bench)  # 1. the database, seeded before the server exists
+    seed = seed_phase(bench)  # 1. the databases, seeded before the servers exist
+    pg_database = postgres_phase(bench)
     fake_alone = fake_phase(bench)  # 2. the fake alone, measured first
     bench.start_server()  # 3. the server
     log(
         f"server pid(s) {bench.server_pids} on 127.0.0.1:{bench.server_port} "
-        f"({args.workers} worker(s), {'PostgreSQL' if args.postgres else 'SQLite'})"
+        f"({args.workers} worker(s), SQLite)"
     )
     warm_up(bench)  # 4. every scenario once; any error stops the run here
+    beside = Beside(bench, pg_database) if pg_database else None
+    if beside:
+        beside.start()  # the server on PostgreSQL, warmed up likewise
     rss = rss_phase(bench)  # 5. RSS from 0 to N active tenants
     profiled = args.profile.split(",") if args.profile else []
-    blocks = run_rounds(bench, "G-cold" in profiled)  # 6. the interleaved rounds
+    blocks = run_rounds(bench, "G-cold" in profiled, beside)  # 6. the interleaved rounds
     figures = {
         s: {
             c: summarise([b for b in blocks if b.scenario == s and b.concurrency == c])
@@ -234,110 +264,28 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     rss["final_mb"] = round(mem_end["VmRSS"] / 1024, 1)
     rss["cold_tenants_called"] = bench.cold_calls
     # 8. Report.
-    write_report(
-        Results(args, stamp, started, machine, seed, fake_alone, figures, rss, blocks, profiles)
+    results = Results(
+        args, stamp, started, machine, seed, fake_alone, figures, rss, blocks, profiles
     )
+    results.postgres = beside.summary(figures) if beside else None
+    write_report(results)
     return 0
 
 
 def run_ab(bench: Bench, stamp: str, ab: Any) -> int:
     """``--tracing`` or ``--ledger``: the database, the fake and the clients,
     then the comparison (``ab``: ``tracing_ab`` or ``ledger_ab``)."""
-    seed_phase(bench)
+    seed_phase(bench, scratch_postgres=bool(bench.args.postgres))
     bench.start_fake()
     bench.start_clients()
     figures = ab.compare(bench)
-    ab.report(figures, None if bench.args.no_save else RESULTS_DIR, stamp)
+    ab.report(figures, saving.folder(bench.args), stamp)
     return 0
 
 
-def seed_phase(bench: Bench) -> dict[str, Any]:
-    """Create the database and seed it with the settings the server will get."""
-    from liya_engine.errors import SettingsError
-    from liya_engine.settings import Settings
-
-    args = bench.args
-    if args.postgres:
-        name, bench.db_url = asyncio.run(create_pg_database(args.postgres))
-        bench.scratch_pg = name
-    else:
-        bench.db_url = f"sqlite+aiosqlite:///{bench.tmp / 'bench.db'}"
-    try:
-        settings = Settings.from_env(bench.server_env())
-    except SettingsError as exc:
-        raise BenchError(f"the server's settings: {exc}") from None
-    log(f"seeding {args.tenants:,} cold tenants + 1 warm tenant")
-    seed = asyncio.run(seed_database(settings, bench.warm_key, args.tenants))
-    log(
-        f"seeded {seed['tenants']:,} tenants in {seed['seconds']}s "
-        f"({seed['tenants_per_second']:,.0f}/s; encrypt {seed['encrypt_seconds']}s, "
-        f"insert {seed['insert_seconds']}s)"
-    )
-    return seed
-
-
-def fake_phase(bench: Bench) -> dict[int, dict[str, Any]]:
-    """Start the fake and the clients; measure the fake alone at each concurrency."""
-    args = bench.args
-    bench.start_fake()
-    bench.start_clients()
-    log(f"fake providers on {bench.fake_url}; {args.clients} client processes")
-    run_block(bench, "F", 64, warm=0.2, window=0.5)  # ramp, not measured
-    fake_blocks = {
-        c: run_block(bench, "F", c, warm=args.warm, window=args.window) for c in CONCURRENCY
-    }
-    fake_alone = {c: summarise([b]) for c, b in fake_blocks.items()}
-    log(
-        "fake alone: "
-        + ", ".join(f"c{c} {fake_alone[c]['throughput_rps']:.0f} req/s" for c in CONCURRENCY)
-    )
-    return fake_alone
-
-
-def warm_up(bench: Bench) -> None:
-    """One short block of every scenario; raise ``BenchError`` on any error."""
-    args = bench.args
-    warm_budget = 200 * args.clients
-    for scenario in SCENARIOS:
-        block = run_block(
-            bench, scenario, 16, warm=0.2, window=max(0.5, args.warm), cold_budget=warm_budget
-        )
-        if block.errors or not block.done:
-            raise BenchError(
-                f"warm-up of {scenario}: {block.errors} errors of {block.calls} calls: "
-                f"{block.error_kinds}\n--- server log ---\n{tail(bench.tmp / 'server.log')}"
-            )
-
-
-def rss_phase(bench: Bench) -> dict[str, Any]:
-    """The server's RSS before and after ``--rss-tenants`` distinct tenants called."""
-    args = bench.args
-    time.sleep(0.5)
-    mem_before = bench.server_memory()
-    log(f"RSS {mem_before['VmRSS'] / 1024:.1f} MB; {args.rss_tenants:,} distinct tenants now call")
-    rss_block = run_count(bench, "G-cold", 16, args.rss_tenants)
-    time.sleep(0.5)
-    mem_after = bench.server_memory()
-    growth_mb = (mem_after["VmRSS"] - mem_before["VmRSS"]) / 1024
-    rss = {
-        "tenants": args.rss_tenants,
-        "before_mb": round(mem_before["VmRSS"] / 1024, 1),
-        "after_mb": round(mem_after["VmRSS"] / 1024, 1),
-        "growth_mb": round(growth_mb, 1),
-        "growth_mb_per_10k": round(growth_mb * 10_000 / args.rss_tenants, 1),
-        "peak_mb_after": round(mem_after["VmHWM"] / 1024, 1),
-        "calls_per_second": round(rss_block.done / rss_block.window, 1),
-        "errors": rss_block.errors,
-    }
-    log(
-        f"RSS {rss['before_mb']} -> {rss['after_mb']} MB (+{rss['growth_mb']} MB) after "
-        f"{args.rss_tenants:,} tenants at {rss['calls_per_second']:.0f} calls/s"
-    )
-    return rss
-
-
-def run_rounds(bench: Bench, profile_cold: bool) -> list[Block]:
-    """Every scenario at every concurrency, ``--rounds`` times, in ``block_order``.
+def run_rounds(bench: Bench, profile_cold: bool, beside: Beside | None) -> list[Block]:
+    """Every scenario at every concurrency, ``--rounds`` times, in ``block_order``,
+    each block paired with its twin on PostgreSQL by ``beside`` (if any).
 
     The cold tenants left are shared evenly among the G-cold blocks, less a
     reserve for a G-cold profile after the rounds (``profile_cold``).
@@ -355,7 +303,8 @@ def run_rounds(bench: Bench, profile_cold: bool) -> list[Block]:
                 if scenario == "G-cold":
                     budget = (args.tenants - reserve - bench.tenant_cursor) // cold_blocks_left
                     cold_blocks_left -= 1
-                block = run_block(
+                measure = functools.partial(
+                    run_block,
                     bench,
                     scenario,
                     c,
@@ -364,6 +313,7 @@ def run_rounds(bench: Bench, profile_cold: bool) -> list[Block]:
                     round_no=r + 1,
                     cold_budget=budget,
                 )
+                block = beside.pair(scenario, c, r, measure) if beside else measure()
                 blocks.append(block)
                 if block.exhausted:
                     log(f"warning: {scenario} c{c} ran out of cold tenants; its req/s is low")
@@ -385,7 +335,7 @@ def profile(bench: Bench, stamp: str, scenario: str) -> dict[str, Any]:
     return profile_server(
         bench.server.pid if bench.server else 0,
         # With --no-save the profile goes to the temporary directory (see --keep).
-        folder=bench.tmp if args.no_save else RESULTS_DIR,
+        folder=saving.folder(args) or bench.tmp,
         stamp=stamp,
         scenario=scenario,
         seconds=args.profile_seconds,
