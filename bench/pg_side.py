@@ -123,6 +123,21 @@ class Beside:
         if block.exhausted:
             log(f"warning: {scenario} c{concurrency} on PostgreSQL ran out of cold tenants")
 
+    def profiles(
+        self, profile: Callable[[str, str], dict[str, Any]], scenarios: list[str]
+    ) -> list[dict[str, Any]]:
+        """``profile(scenario, label)`` (``run.profile``) of the PostgreSQL server
+        for each of ``scenarios`` it serves, labelled ``<scenario>-postgres``."""
+        taken = []
+        for scenario in (s for s in scenarios if s in SCENARIOS):
+            self._use("postgres")
+            try:
+                taken.append(profile(scenario, f"{scenario}-postgres"))
+            finally:
+                self._point("sqlite")
+            self._use("sqlite")
+        return taken
+
     def _warm_up(self) -> None:
         """One short block of each scenario; ``BenchError`` on any error."""
         bench = self.bench

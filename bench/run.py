@@ -259,6 +259,8 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     }
     # 7. Profile (after the measured rounds, so it perturbs none of them).
     profiles = [profile(bench, stamp, s) for s in profiled]
+    if beside:
+        profiles += beside.profiles(functools.partial(profile, bench, stamp), profiled)
     mem_end = bench.server_memory()
     rss["peak_mb"] = round(mem_end["VmHWM"] / 1024, 1)
     rss["final_mb"] = round(mem_end["VmRSS"] / 1024, 1)
@@ -321,12 +323,13 @@ def run_rounds(bench: Bench, profile_cold: bool, beside: Beside | None) -> list[
     return blocks
 
 
-def profile(bench: Bench, stamp: str, scenario: str) -> dict[str, Any]:
-    """Sample the server with py-spy during an extra block of ``scenario`` at c16."""
+def profile(bench: Bench, stamp: str, scenario: str, label: str = "") -> dict[str, Any]:
+    """Sample the server with py-spy during an extra block of ``scenario`` at c16
+    (``label``, default ``scenario``, names the files)."""
     args = bench.args
 
     def during() -> float:
-        budget = (args.tenants - bench.tenant_cursor) if scenario == "G-cold" else 0
+        budget = (bench.tenant_limit - bench.tenant_cursor) if scenario == "G-cold" else 0
         block = run_block(
             bench, scenario, 16, warm=0.2, window=args.profile_seconds, cold_budget=budget
         )
@@ -337,7 +340,7 @@ def profile(bench: Bench, stamp: str, scenario: str) -> dict[str, Any]:
         # With --no-save the profile goes to the temporary directory (see --keep).
         folder=saving.folder(args) or bench.tmp,
         stamp=stamp,
-        scenario=scenario,
+        scenario=label or scenario,
         seconds=args.profile_seconds,
         subprocesses=args.workers > 1,
         native=args.profile_native,
