@@ -105,8 +105,9 @@ class Beside:
         try:
             budget = 0
             if scenario == "G-cold":
+                # An equal share for each G-cold block left and one more for a profile.
                 left = self.bench.tenant_limit - self.bench.tenant_cursor
-                budget = left // self._cold_blocks_left
+                budget = left // (self._cold_blocks_left + 1)
                 self._cold_blocks_left -= 1
             block = run_block(
                 self.bench,
@@ -119,6 +120,7 @@ class Beside:
             )
         finally:
             self._point("sqlite")
+        self._use("sqlite")  # what follows (a block, a profile) is the SQLite server's
         self.blocks.append(block)
         if block.exhausted:
             log(f"warning: {scenario} c{concurrency} on PostgreSQL ran out of cold tenants")
