@@ -98,12 +98,14 @@ def _plain(url: str) -> str:
 @contextlib.asynccontextmanager
 async def _connect(url: str) -> AsyncIterator[Any]:
     import asyncpg
+    from sqlalchemy.engine import make_url
 
     try:
         conn = await asyncpg.connect(_plain(url), timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
         raise BenchError(
-            f"PostgreSQL at {url} is unreachable ({exc}); start it, "
+            f"PostgreSQL at {shown} is unreachable ({exc}); start it, "
             "name another server with --postgres URL, or run with --no-postgres"
         ) from None
     try:
