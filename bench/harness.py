@@ -130,6 +130,8 @@ class Bench:
         self.fake: subprocess.Popen[bytes] | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self.server_pids: list[int] = []
+        # Servers started besides ``server`` (the one on PostgreSQL): stopped by close.
+        self.more_servers: list[subprocess.Popen[bytes]] = []
         self.clients: list[tuple[Any, Any, int]] = []  # (process, conn, pid)
         self.fake_port = free_port()
         self.server_port = free_port()
@@ -139,7 +141,9 @@ class Bench:
         self.warm_key = "sk-proj-benchwarm" + secrets.token_hex(16)
         self.db_url = ""
         self.scratch_pg: str | None = None
+        self.server_log = "server.log"  # in ``tmp``
         self.tenant_cursor = 0
+        self.tenant_limit = args.tenants  # cold tenants in the server's database
         self.cold_calls = 0
         # The server's Prometheus endpoint, read between blocks to check that
         # G-cold calls miss the tenant cache and G calls hit it (one process only:
@@ -162,7 +166,8 @@ class Bench:
             if proc.is_alive():
                 proc.terminate()
                 proc.join(5)
-        stop_process(self.server)
+        for server in [self.server, *self.more_servers]:
+            stop_process(server)
         stop_process(self.fake, grace=5)
         if self.scratch_pg:
             with contextlib.suppress(Exception):
@@ -232,7 +237,7 @@ class Bench:
         cmd = [*self.server_command, "serve"]
         if self.args.workers > 1:
             cmd += ["--workers", str(self.args.workers)]
-        with (self.tmp / "server.log").open("ab") as logfile:
+        with (self.tmp / self.server_log).open("ab") as logfile:
             self.server = subprocess.Popen(  # noqa: S603 - our own entry point
                 cmd,
                 env=self.server_env(),
@@ -255,7 +260,7 @@ class Bench:
                 time.sleep(2.0)  # every worker has bound the port by now
         except BenchError as exc:
             raise BenchError(
-                f"{exc}\n--- server log ---\n{tail(self.tmp / 'server.log')}"
+                f"{exc}\n--- {self.server_log} ---\n{tail(self.tmp / self.server_log)}"
             ) from None
         pids = [self.server.pid, *children_of(self.server.pid)]
         self.server_pids = pids
@@ -287,7 +292,7 @@ class Bench:
         """``BenchError`` with the log's tail if the fake or the server has exited."""
         for proc, what, logname in (
             (self.fake, "fake providers", "fake.log"),
-            (self.server, "server", "server.log"),
+            (self.server, "server", self.server_log),
         ):
             if proc is not None and proc.poll() is not None:
                 raise BenchError(
@@ -338,8 +343,8 @@ class Bench:
     def take_tenants(self, count: int) -> tuple[int, int]:
         """The next ``count`` unused cold tenants, as a range ``(lo, hi)``."""
         lo = self.tenant_cursor
-        hi = min(lo + count, self.args.tenants)
+        hi = min(lo + count, self.tenant_limit)
         if hi <= lo:
-            raise BenchError(f"all {self.args.tenants} cold tenants are used up")
+            raise BenchError(f"all {self.tenant_limit} cold tenants are used up")
         self.tenant_cursor = hi
         return lo, hi

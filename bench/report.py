@@ -6,13 +6,13 @@ the JSON written under ``bench/results/``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import saving
 import stream_report
 from blocks import Block
 from common import (
@@ -20,11 +20,8 @@ from common import (
     DIRECT,
     MAX_TOKENS,
     PROMPT,
-    RESULTS_DIR,
-    ROOT,
     RSS_TARGET_TENANTS,
     SCENARIOS,
-    log,
 )
 
 Figures = dict[str, dict[int, dict[str, Any]]]
@@ -45,6 +42,7 @@ class Results:
     blocks: list[Block]
     profiles: list[dict[str, Any]] = field(default_factory=list)
     streaming: dict[str, Any] = field(default_factory=dict)  # H and overload (hold_overload)
+    postgres: dict[str, Any] | None = None  # pg_side.Beside.summary
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -255,12 +253,14 @@ def print_summary(results: Results, tables: str, targets: list[dict[str, Any]]) 
     print(
         f"Liya Engine bench {results.stamp}: {machine['nproc']} x {machine['cpu_model']}, "
         f"Python {machine['python']}, grpcio {machine['grpcio']}, "
-        f"{'PostgreSQL' if args.postgres else 'SQLite'}, {args.workers} server worker(s), "
+        f"SQLite{' and PostgreSQL' if results.postgres else ''}, {args.workers} server worker(s), "
         f"{args.clients} client processes, {args.rounds} round(s) x {args.window}s"
         + (" [QUICK]" if args.quick else "")
     )
     print()
     print(tables)
+    if results.postgres:
+        print(f"\n{results.postgres['seed_line']}\n\n{results.postgres['table_markdown']}")
     print()
     print(
         f"Server RSS: {rss['before_mb']} MB before, {rss['after_mb']} MB after "
@@ -294,6 +294,7 @@ def as_json(results: Results, tables: str, targets: list[dict[str, Any]]) -> dic
     """The JSON report: settings, machine, seeding, every figure and block, targets."""
     args = results.args
     return {
+        "stamp": results.stamp,
         "started_at": results.started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
@@ -307,7 +308,7 @@ def as_json(results: Results, tables: str, targets: list[dict[str, Any]]) -> dic
             "b1_transport": "aiohttp" if args.b1_aiohttp else "httpx2 (SDK default)",
             "client_processes": args.clients,
             "channels_per_client": args.channels,
-            "database": "postgresql" if args.postgres else "sqlite",
+            "database": "sqlite",
             "prompt_chars": len(PROMPT),
             "max_tokens": MAX_TOKENS,
         },
@@ -319,17 +320,19 @@ def as_json(results: Results, tables: str, targets: list[dict[str, Any]]) -> dic
         },
         "rss": results.rss,
         "streaming": results.streaming,
+        "postgres": results.postgres,
         "targets": targets,
         "profiles": [
             {k: v for k, v in pr.items() if k != "summary_text"} for pr in results.profiles
         ],
-        "blocks": [_block_json(b) for b in results.blocks],
+        "blocks": [block_json(b) for b in results.blocks],
         "table_markdown": tables,
         "targets_markdown": render_targets(targets),
     }
 
 
-def _block_json(b: Block) -> dict[str, Any]:
+def block_json(b: Block) -> dict[str, Any]:
+    """One block's figures for the JSON."""
     return {
         "scenario": b.scenario,
         "concurrency": b.concurrency,
@@ -346,18 +349,11 @@ def _block_json(b: Block) -> dict[str, Any]:
 
 
 def write_report(results: Results) -> None:
-    """Print the report; unless ``--no-save``, write it as
-    ``bench/results/<stamp>.json`` and ``bench/results/latest.json``."""
+    """Print the report and write its JSON where ``saving`` says."""
     targets = evaluate_targets(results.figures, results.rss, results.args.workers)
     targets += stream_report.targets(results.figures, results.streaming)
+    targets += results.postgres["targets"] if results.postgres else []
     tables = render_tables(results.figures, results.fake_alone)
     tables += "\n\n" + stream_report.tables(results.figures, results.streaming)
     print_summary(results, tables, targets)
-    if results.args.no_save:
-        return
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(as_json(results, tables, targets), indent=2) + "\n"
-    path = RESULTS_DIR / f"{results.stamp}.json"
-    path.write_text(text)
-    (RESULTS_DIR / "latest.json").write_text(text)
-    log(f"wrote {path.relative_to(ROOT)} and bench/results/latest.json")
+    saving.write_run(as_json(results, tables, targets), results.args)

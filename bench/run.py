@@ -1,52 +1,59 @@
 """Benchmark of the Liya Engine service on loopback (``make bench``).
 
-The fake providers, the service (on a seeded SQLite file, or PostgreSQL with
-``--postgres``) and client worker processes run on this machine and talk over
-127.0.0.1 only. The scenarios (B0, B1, G, G-cold, R, S1, S: bench/README.md
-says what each is) run interleaved in rounds, every scenario at every
-concurrency in each round, each target's pair side by side, so that drift on a
-shared machine hits all alike; after the rounds come H (1,000 streams held
-open) and overload at twice G's capacity (``hold_overload``).
+The fake providers, the service and client worker processes run on this
+machine and talk over 127.0.0.1 only. The service runs on a fresh SQLite file
+seeded with one warm tenant and ``--tenants`` cold ones, and a second one on
+PostgreSQL (``--pg-tenants``, a million, seeded once and reused:
+``pg_database``), whose G, G-cold and R blocks are paired with the SQLite
+server's (``pg_side``). The scenarios (B0, B1, G, G-cold, R, S1, S:
+bench/README.md says what each is) run interleaved in rounds, every scenario at
+every concurrency in each round, each target's pair side by side, so that drift
+on a shared machine hits all alike; after the rounds come H (1,000 streams held
+open) and overload at twice G's capacity (``hold_overload``). Results go where
+``saving`` says (the ignored bench/results/local/, or kept with ``--save``).
 ``--tracing`` (``--ledger``, ``--health``, ``--ab-baseline DIR``) runs instead
 warm G blocks alternately with tracing (the usage ledger, key health, this
 code) off and on, on two servers (``tracing_ab``, ``feature_ab``).
 
 This module is the orchestration (command line, phases, order of the blocks);
 ``harness`` (processes), ``loadgen`` (load loops), ``blocks`` (one measured
-block), ``seeding``, ``procstats`` (CPU, RSS, profiles) and ``report`` do the
-rest. ``python bench/run.py --help`` lists the knobs; bench/README.md explains
+block), ``phases`` (those before the rounds), ``databases``, ``seeding``,
+``pg_database``, ``pg_side``, ``procstats`` (CPU, RSS, profiles), ``report``
+and ``saving`` do the rest. ``python bench/run.py --help`` lists the knobs; bench/README.md explains
 the figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import os
 import sys
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import feature_ab
 import hold_overload
+import saving
 import tracing_ab
-from blocks import Block, run_block, run_count
+from blocks import Block, run_block
 from common import (
     CONCURRENCY,
     DIRECT,
-    RESULTS_DIR,
     RSS_TARGET_TENANTS,
     SCENARIOS,
     BenchError,
     block_order,
     log,
 )
-from harness import Bench, tail
+from databases import postgres_phase, seed_phase
+from harness import Bench
+from pg_database import DEFAULT_SERVER, DEFAULT_TENANTS
+from pg_side import Beside
+from phases import fake_phase, rss_phase, warm_up
 from procstats import machine_info, profile_server
 from report import Results, summarise, write_report
-from seeding import create_pg_database, seed_database
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -98,8 +105,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--postgres",
         metavar="URL",
-        help="postgresql+asyncpg://user@host/db: run on a scratch database created "
-        "on that server (dropped afterwards) instead of SQLite",
+        help=f"the PostgreSQL server (any database on it; default {DEFAULT_SERVER}): "
+        "its bench database is created there; with --tracing and the A/B runs, they run on a "
+        "scratch database there (dropped afterwards) instead of SQLite",
+    )
+    p.add_argument(
+        "--pg-tenants",
+        type=int,
+        default=DEFAULT_TENANTS,
+        help="cold tenants of the PostgreSQL database (default 1000000; seeded once, reused)",
+    )
+    p.add_argument(
+        "--no-postgres", action="store_true", help="SQLite only: no server on PostgreSQL"
     )
     p.add_argument(
         "--profile",
@@ -128,7 +145,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     hold_overload.add_arguments(p)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
-    p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="keep a full run: its JSON in bench/results/ and its tables in README.md "
+        "(else results go to the ignored bench/results/local/)",
+    )
+    p.add_argument("--no-save", action="store_true", help="write no results at all")
     args = p.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -158,6 +181,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--profile takes scenarios of the server: B0, G, G-cold, R, S")
     if args.rss_tenants >= args.tenants:
         p.error("--rss-tenants must be below --tenants")
+    if args.save and (args.quick or args.no_save or args.tracing or ab_feature(args)):
+        p.error("--save keeps full runs only: not with --quick, --no-save or an A/B run")
+    if args.pg_tenants < 1:
+        p.error("--pg-tenants must be at least 1")
     return args
 
 
@@ -189,18 +216,22 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
         f"{machine['nproc']} cores ({machine['cpu_model']}), Python {machine['python']}, "
         f"grpcio {machine['grpcio']}; load average {machine['load_average_at_start']}"
     )
-    seed = seed_phase(bench)  # 1. the database, seeded before the server exists
+    seed = seed_phase(bench)  # 1. the databases, seeded before the servers exist
+    pg_database = postgres_phase(bench)
     fake_alone = fake_phase(bench)  # 2. the fake alone, measured first
     bench.start_server()  # 3. the server
     log(
         f"server pid(s) {bench.server_pids} on 127.0.0.1:{bench.server_port} "
-        f"({args.workers} worker(s), {'PostgreSQL' if args.postgres else 'SQLite'})"
+        f"({args.workers} worker(s), SQLite)"
     )
     warm_up(bench)  # 4. every scenario once; any error stops the run here
+    beside = Beside(bench, pg_database) if pg_database else None
+    if beside:
+        beside.start()  # the server on PostgreSQL, warmed up likewise
     rss = rss_phase(bench)  # 5. RSS from 0 to N active tenants
     profiled = args.profile.split(",") if args.profile else []
     after_rounds = hold_overload.prepare(bench)  # their tenants, set aside first
-    blocks = run_rounds(bench, "G-cold" in profiled)  # 6. the interleaved rounds
+    blocks = run_rounds(bench, "G-cold" in profiled, beside)  # 6. the interleaved rounds
     figures = {
         s: {
             c: summarise([b for b in blocks if b.scenario == s and b.concurrency == c])
@@ -210,6 +241,8 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     }
     # 7. Profile (after the measured rounds, so it perturbs none of them).
     profiles = [profile(bench, stamp, s) for s in profiled]
+    if beside:
+        profiles += beside.profiles(functools.partial(profile, bench, stamp), profiled)
     mem_end = bench.server_memory()
     rss["peak_mb"] = round(mem_end["VmHWM"] / 1024, 1)
     rss["final_mb"] = round(mem_end["VmRSS"] / 1024, 1)
@@ -217,7 +250,9 @@ def run(bench: Bench, stamp: str, started: datetime) -> int:
     streaming = after_rounds(figures)  # 8. H and overload, last (H resets the peak RSS)
     # 9. Report.
     results = Results(args, stamp, started, machine, seed, fake_alone, figures, rss, blocks)
-    write_report(replace(results, profiles=profiles, streaming=streaming))
+    results = replace(results, profiles=profiles, streaming=streaming)
+    results.postgres = beside.summary(figures) if beside else None
+    write_report(results)
     return 0
 
 
@@ -231,10 +266,10 @@ def ab_feature(args: argparse.Namespace) -> feature_ab.Feature | None:
 def run_ab(bench: Bench, stamp: str, feature: feature_ab.Feature | None) -> int:
     """``--tracing`` (``feature`` None), ``--ledger``, ``--health``, ``--ab-baseline``:
     the database, the fake and the clients, then the comparison."""
-    seed_phase(bench)
+    seed_phase(bench, scratch_postgres=bool(bench.args.postgres))
     bench.start_fake()
     bench.start_clients()
-    folder = None if bench.args.no_save else RESULTS_DIR
+    folder = saving.folder(bench.args)
     if feature is None:
         tracing_ab.report(tracing_ab.compare(bench), folder, stamp)
     else:
@@ -242,93 +277,9 @@ def run_ab(bench: Bench, stamp: str, feature: feature_ab.Feature | None) -> int:
     return 0
 
 
-def seed_phase(bench: Bench) -> dict[str, Any]:
-    """Create the database and seed it with the settings the server will get."""
-    from liya_engine.errors import SettingsError
-    from liya_engine.settings import Settings
-
-    args = bench.args
-    if args.postgres:
-        name, bench.db_url = asyncio.run(create_pg_database(args.postgres))
-        bench.scratch_pg = name
-    else:
-        bench.db_url = f"sqlite+aiosqlite:///{bench.tmp / 'bench.db'}"
-    try:
-        settings = Settings.from_env(bench.server_env())
-    except SettingsError as exc:
-        raise BenchError(f"the server's settings: {exc}") from None
-    log(f"seeding {args.tenants:,} cold tenants + 1 warm tenant")
-    seed = asyncio.run(seed_database(settings, bench.warm_key, args.tenants))
-    log(
-        f"seeded {seed['tenants']:,} tenants in {seed['seconds']}s "
-        f"({seed['tenants_per_second']:,.0f}/s; encrypt {seed['encrypt_seconds']}s, "
-        f"insert {seed['insert_seconds']}s)"
-    )
-    return seed
-
-
-def fake_phase(bench: Bench) -> dict[int, dict[str, Any]]:
-    """Start the fake and the clients; measure the fake alone at each concurrency."""
-    args = bench.args
-    bench.start_fake()
-    bench.start_clients()
-    log(f"fake providers on {bench.fake_url}; {args.clients} client processes")
-    run_block(bench, "F", 64, warm=0.2, window=0.5)  # ramp, not measured
-    fake_blocks = {
-        c: run_block(bench, "F", c, warm=args.warm, window=args.window) for c in CONCURRENCY
-    }
-    fake_alone = {c: summarise([b]) for c, b in fake_blocks.items()}
-    log(
-        "fake alone: "
-        + ", ".join(f"c{c} {fake_alone[c]['throughput_rps']:.0f} req/s" for c in CONCURRENCY)
-    )
-    return fake_alone
-
-
-def warm_up(bench: Bench) -> None:
-    """One short block of every scenario; raise ``BenchError`` on any error."""
-    args = bench.args
-    warm_budget = 200 * args.clients
-    for scenario in SCENARIOS:
-        block = run_block(
-            bench, scenario, 16, warm=0.2, window=max(0.5, args.warm), cold_budget=warm_budget
-        )
-        if block.errors or not block.done:
-            raise BenchError(
-                f"warm-up of {scenario}: {block.errors} errors of {block.calls} calls: "
-                f"{block.error_kinds}\n--- server log ---\n{tail(bench.tmp / 'server.log')}"
-            )
-
-
-def rss_phase(bench: Bench) -> dict[str, Any]:
-    """The server's RSS before and after ``--rss-tenants`` distinct tenants called."""
-    args = bench.args
-    time.sleep(0.5)
-    mem_before = bench.server_memory()
-    log(f"RSS {mem_before['VmRSS'] / 1024:.1f} MB; {args.rss_tenants:,} distinct tenants now call")
-    rss_block = run_count(bench, "G-cold", 16, args.rss_tenants)
-    time.sleep(0.5)
-    mem_after = bench.server_memory()
-    growth_mb = (mem_after["VmRSS"] - mem_before["VmRSS"]) / 1024
-    rss = {
-        "tenants": args.rss_tenants,
-        "before_mb": round(mem_before["VmRSS"] / 1024, 1),
-        "after_mb": round(mem_after["VmRSS"] / 1024, 1),
-        "growth_mb": round(growth_mb, 1),
-        "growth_mb_per_10k": round(growth_mb * 10_000 / args.rss_tenants, 1),
-        "peak_mb_after": round(mem_after["VmHWM"] / 1024, 1),
-        "calls_per_second": round(rss_block.done / rss_block.window, 1),
-        "errors": rss_block.errors,
-    }
-    log(
-        f"RSS {rss['before_mb']} -> {rss['after_mb']} MB (+{rss['growth_mb']} MB) after "
-        f"{args.rss_tenants:,} tenants at {rss['calls_per_second']:.0f} calls/s"
-    )
-    return rss
-
-
-def run_rounds(bench: Bench, profile_cold: bool) -> list[Block]:
-    """Every scenario at every concurrency, ``--rounds`` times, in ``block_order``.
+def run_rounds(bench: Bench, profile_cold: bool, beside: Beside | None) -> list[Block]:
+    """Every scenario at every concurrency, ``--rounds`` times, in ``block_order``,
+    each block paired with its twin on PostgreSQL by ``beside`` (if any).
 
     The cold tenants left are shared evenly among the G-cold blocks, less a
     reserve for a G-cold profile after the rounds (``profile_cold``).
@@ -346,7 +297,8 @@ def run_rounds(bench: Bench, profile_cold: bool) -> list[Block]:
                 if scenario == "G-cold":
                     budget = (args.tenants - reserve - bench.tenant_cursor) // cold_blocks_left
                     cold_blocks_left -= 1
-                block = run_block(
+                measure = functools.partial(
+                    run_block,
                     bench,
                     scenario,
                     c,
@@ -355,6 +307,7 @@ def run_rounds(bench: Bench, profile_cold: bool) -> list[Block]:
                     round_no=r + 1,
                     cold_budget=budget,
                 )
+                block = beside.pair(scenario, c, r, measure) if beside else measure()
                 blocks.append(block)
                 if block.exhausted:
                     log(f"warning: {scenario} c{c} ran out of cold tenants; its req/s is low")
@@ -362,12 +315,13 @@ def run_rounds(bench: Bench, profile_cold: bool) -> list[Block]:
     return blocks
 
 
-def profile(bench: Bench, stamp: str, scenario: str) -> dict[str, Any]:
-    """Sample the server with py-spy during an extra block of ``scenario`` at c16."""
+def profile(bench: Bench, stamp: str, scenario: str, label: str = "") -> dict[str, Any]:
+    """Sample the server with py-spy during an extra block of ``scenario`` at c16
+    (``label``, default ``scenario``, names the files)."""
     args = bench.args
 
     def during() -> float:
-        budget = (args.tenants - bench.tenant_cursor) if scenario == "G-cold" else 0
+        budget = (bench.tenant_limit - bench.tenant_cursor) if scenario == "G-cold" else 0
         block = run_block(
             bench, scenario, 16, warm=0.2, window=args.profile_seconds, cold_budget=budget
         )
@@ -376,9 +330,9 @@ def profile(bench: Bench, stamp: str, scenario: str) -> dict[str, Any]:
     return profile_server(
         bench.server.pid if bench.server else 0,
         # With --no-save the profile goes to the temporary directory (see --keep).
-        folder=bench.tmp if args.no_save else RESULTS_DIR,
+        folder=saving.folder(args) or bench.tmp,
         stamp=stamp,
-        scenario=scenario,
+        scenario=label or scenario,
         seconds=args.profile_seconds,
         subprocesses=args.workers > 1,
         native=args.profile_native,
