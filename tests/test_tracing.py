@@ -439,3 +439,16 @@ async def test_stop_does_not_block_the_loop_while_spans_are_flushed(
     assert [span.name for _, span in receiver.spans()] == [
         "liya.engine.v1.ConfigService/UpdateConfig"
     ]
+
+
+def test_the_hashed_resource_is_the_sdks_resource_hashed_once():
+    from opentelemetry.sdk.resources import Resource
+
+    resource = Resource.create({"service.name": "liya-test", "service.version": "1.2.3"})
+    hashed = setup.HashedResource.of(resource)
+    assert hashed == resource and resource == hashed
+    assert hash(hashed) == hash(resource)
+    assert dict(hashed.attributes) == dict(resource.attributes)
+    assert hashed.schema_url == resource.schema_url
+    # The encoder groups spans by resource: the SDK's and the hashed one are one group.
+    assert {resource: 1, hashed: 2} == {resource: 2}

@@ -10,8 +10,7 @@ a call over the HTTP/JSON surface adds ``http.request.method`` and ``http.route`
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -28,32 +27,43 @@ _SERVER_FAULTS = frozenset(
 )
 
 
-@contextlib.contextmanager
-def span(
-    method: str,
-    metadata: Iterable[tuple[str, Any]] | None,
-    extra: Mapping[str, str] | None = None,
-) -> Iterator[Span]:
+class span:  # used as a function: ``with span(...) as current:``
     """The current span for the RPC ``method`` (``/package.Service/Method``),
     the child of the ``traceparent`` in ``metadata`` when the caller sent one
     (gRPC metadata, or the HTTP/JSON surface's request headers), with the
-    ``extra`` attributes (the HTTP surface's method and route)."""
-    tracer = tracing.TRACER
-    assert tracer is not None, "server spans are opened only while tracing is on"
-    full_name = method.lstrip("/")
-    parent = propagate.extract({key: value for key, value in metadata or ()})
-    attributes = {"rpc.system.name": "grpc", "rpc.method": full_name}
-    if extra:
-        attributes.update(extra)
-    current = tracer.start_span(
-        full_name, context=parent, kind=SpanKind.SERVER, attributes=attributes
-    )
-    token = otel_context.attach(trace.set_span_in_context(current, parent))
-    try:
-        yield current
-    finally:
-        otel_context.detach(token)
-        current.end()
+    ``extra`` attributes (the HTTP surface's method and route).
+
+    A class rather than a ``contextlib.contextmanager``: this runs on every
+    call, and a generator-based context manager costs four times as much
+    (about 0.9 us against 0.2).
+    """
+
+    __slots__ = ("_parent", "_span", "_token")
+
+    def __init__(
+        self,
+        method: str,
+        metadata: Iterable[tuple[str, Any]] | None,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        tracer = tracing.TRACER
+        assert tracer is not None, "server spans are opened only while tracing is on"
+        full_name = method.lstrip("/")
+        self._parent = propagate.extract({key: value for key, value in metadata or ()})
+        attributes = {"rpc.system.name": "grpc", "rpc.method": full_name}
+        if extra:
+            attributes.update(extra)
+        self._span = tracer.start_span(
+            full_name, context=self._parent, kind=SpanKind.SERVER, attributes=attributes
+        )
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span, self._parent))
+        return self._span
+
+    def __exit__(self, *exc_info: object) -> None:
+        otel_context.detach(self._token)
+        self._span.end()
 
 
 def finished(code: str, reason: str) -> None:

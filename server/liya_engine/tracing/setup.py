@@ -43,6 +43,7 @@ from opentelemetry.sdk.resources import (
 )
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.util.types import Attributes
 
 import liya_engine.tracing as tracing
 from liya_engine.errors import SettingsError
@@ -100,7 +101,7 @@ def start(environ: Mapping[str, str]) -> Tracing | None:
     defaults = {SERVICE_VERSION: version}
     if SERVICE_NAME not in detected.attributes:
         defaults[SERVICE_NAME] = DEFAULT_SERVICE_NAME
-    provider = TracerProvider(resource=Resource.create(defaults))
+    provider = TracerProvider(resource=HashedResource.of(Resource.create(defaults)))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     configured = propagate.get_global_textmap()
@@ -113,6 +114,28 @@ def start(environ: Mapping[str, str]) -> Tracing | None:
         ", ".join(_describe(e) for e in exporters),
     )
     return Tracing(provider, tracer, configured)
+
+
+class HashedResource(Resource):
+    """A resource whose hash is computed once.
+
+    The OTLP encoder groups a batch's spans by resource, hashing the resource
+    of every span it encodes, and ``Resource.__hash__`` serialises the
+    attributes to JSON each time: about 3 us a span, 5% of what tracing
+    costs a call. A resource is immutable, so its hash can be kept.
+    """
+
+    def __init__(self, attributes: Attributes, schema_url: str | None = None) -> None:
+        super().__init__(attributes, schema_url)
+        self._hash = super().__hash__()
+
+    @classmethod
+    def of(cls, resource: Resource) -> HashedResource:
+        """``resource``, with the same attributes and schema URL, hashed once."""
+        return cls(resource.attributes, resource.schema_url)
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 class ReadOnlyPropagator(TextMapPropagator):
