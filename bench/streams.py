@@ -4,8 +4,10 @@ S is ``InferenceService/CompleteStream`` through the service (warm tenant); S1
 the OpenAI SDK's own stream (``stream=True`` with ``include_usage``) straight
 at the fake. Both ask for the answer to ``STREAM_PROMPT``, which the fake
 streams as exactly ``STREAM_CHUNKS`` deltas of one word each, then the usage.
-Every stream is read to its end and checked: that many deltas, the usage
-present with that many output tokens, status OK; anything else raises
+Every stream is read to its end and checked: that many words in its deltas
+(the service may join deltas that arrive while it is still sending the one
+before: the words are what the caller relies on), the usage present with that
+many output tokens, status OK; anything else raises
 ``StreamCheckFailed`` (or the call's own error), which the load loop counts.
 A call returns the moment its first delta arrived: the load loop records the
 time to first delta as the stream's latency.
@@ -34,10 +36,10 @@ class StreamCheckFailed(Exception):
     """A stream ended OK but not as the fake sends it: deltas or usage wrong."""
 
 
-def _check(deltas: int, output_tokens: int | None) -> None:
-    if deltas != STREAM_CHUNKS or output_tokens != STREAM_CHUNKS:
+def _check(words: int, output_tokens: int | None) -> None:
+    if words != STREAM_CHUNKS or output_tokens != STREAM_CHUNKS:
         usage = "no usage" if output_tokens is None else f"usage of {output_tokens} tokens"
-        raise StreamCheckFailed(f"{deltas} deltas and {usage}, expected {STREAM_CHUNKS}")
+        raise StreamCheckFailed(f"{words} words and {usage}, expected {STREAM_CHUNKS}")
 
 
 def stream_request() -> Any:
@@ -56,7 +58,7 @@ async def read_service_stream(call: Any) -> float:
     from grpc.aio import EOF  # grpc loads in the workers only
 
     first = 0.0
-    deltas = 0
+    text: list[str] = []
     output_tokens = None
     while True:
         # read() rather than ``async for``: no async generator per message.
@@ -64,29 +66,29 @@ async def read_service_stream(call: Any) -> float:
         if message is EOF:
             break
         if message.delta:
-            deltas += 1
+            text.append(message.delta)
             if not first:
                 first = time.monotonic()
         if message.HasField("usage"):
             output_tokens = message.usage.output_tokens
-    _check(deltas, output_tokens)
+    _check(len("".join(text).split()), output_tokens)
     return first
 
 
 async def read_sdk_stream(stream: Any) -> float:
     """Read an OpenAI SDK stream to its end, check it; when its first delta came."""
     first = 0.0
-    deltas = 0
+    text: list[str] = []
     output_tokens = None
     async for chunk in stream:
         if chunk.usage is not None:
             output_tokens = chunk.usage.completion_tokens
         for choice in chunk.choices:
             if choice.delta.content:
-                deltas += 1
+                text.append(choice.delta.content)
                 if not first:
                     first = time.monotonic()
-    _check(deltas, output_tokens)
+    _check(len("".join(text).split()), output_tokens)
     return first
 
 

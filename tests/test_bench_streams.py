@@ -67,14 +67,14 @@ async def test_an_s_and_an_s1_stream_each_bring_twenty_deltas_and_the_usage(benc
     assert direct.body["max_completion_tokens"] == chunks
 
 
-async def test_a_stream_short_of_a_delta_is_a_failure(bench, servers, fake):
+async def test_a_stream_short_of_a_word_is_a_failure(bench, servers, fake):
     client = await _client(bench, servers, fake)
     try:
         # The role chunk and 19 deltas, then the stream ends without finish or usage.
         fake.fail("openai", "stream_end_early", times=2, after=20)
         with pytest.raises(bench.streams.StreamCheckFailed) as failed:
             await client._caller("S1", 0, None)()()
-        assert str(failed.value) == "19 deltas and no usage, expected 20"
+        assert str(failed.value) == "19 words and no usage, expected 20"
         with pytest.raises(grpc.aio.AioRpcError):  # the service says the stream broke
             await client._caller("S", 0, None)()()
     finally:
