@@ -5,8 +5,9 @@ deadline comes in as seconds so the provider call never outlives the caller.
 A call is checked (``checks``) before anything is read or sent, planned
 (``plan``: provider, model, credentials, cost bound, budget), made through the
 provider's adapter (``ports.ProviderAdapter``; a stream through ``relay``) and
-accounted (usage, cost, latency, metrics, and the usage ledger, ``ports.UsageRecorder``: every call
-that reached a provider, whatever its outcome). Each provider call has a
+accounted (usage, cost, latency, metrics, and the usage ledger,
+``ports.UsageRecorder``: every call that reached a provider, whatever its
+outcome). Each provider call has a
 client span while tracing is on (``liya_engine.tracing.provider``; ``None``
 and no work while it is off). The outcome of each byok call goes to the key
 health recorder (``liya_engine.config.health_recorder``: memory only on this
