@@ -45,7 +45,7 @@ from liya_engine.providers.base import (
 )
 from liya_engine.providers.classify import classify_error
 from liya_engine.providers.pool import PoolLimits
-from liya_engine.providers.transport import AiohttpTransport, DirectClient
+from liya_engine.providers.transport import AiohttpTransport
 
 ClientT = TypeVar("ClientT")
 
@@ -68,14 +68,13 @@ def new_http_client(
 ) -> httpx2.AsyncClient:
     """The connection pool one adapter shares between all its SDK clients.
 
-    Bytes move through ``AiohttpTransport`` (see its module for why), handed
-    to it by ``DirectClient`` without httpx2's unused layers. Keep-alive
+    Bytes move through ``AiohttpTransport`` (see its module for why). Keep-alive
     covers every connection, so a burst at high concurrency does not close and
     reopen connections. With ``endpoints`` (the Azure endpoint policy) a
     connection is made only to the peer addresses it allows. ``pool`` bounds
     the connections and the wait for one (``liya_engine.providers.pool``).
     """
-    return DirectClient(
+    return httpx2.AsyncClient(
         transport=AiohttpTransport(
             pool=pool,
             keepalive_expiry=keepalive_expiry,

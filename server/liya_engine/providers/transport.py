@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -51,19 +50,12 @@ from typing import Any
 import aiohttp
 import httpx2
 from aiohttp.abc import AbstractResolver, ResolveResult
-from httpx2._client import USE_CLIENT_DEFAULT, BoundAsyncStream, ClientState
 
 from liya_engine.config.endpoints import EndpointPolicy, ip_literal, is_public_address
 from liya_engine.errors import ForbiddenAddress
 from liya_engine.providers.pool import BoundedWaitConnector, PoolLimits, PoolWaitTimeout
 
-__all__ = [
-    "AiohttpTransport",
-    "DirectClient",
-    "ForbiddenAddress",
-    "PublicPeersResolver",
-    "is_public_address",
-]
+__all__ = ["AiohttpTransport", "ForbiddenAddress", "PublicPeersResolver", "is_public_address"]
 
 
 class PublicPeersResolver(AbstractResolver):
@@ -311,60 +303,3 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             await session.close()
             # Let the connector's transports finish closing before the loop moves on.
             await asyncio.sleep(0)
-
-
-class DirectClient(httpx2.AsyncClient):
-    """``httpx2.AsyncClient`` whose ``send`` hands the request to its transport
-    directly.
-
-    The SDKs call ``send`` once per request. Around the transport httpx2 runs
-    an auth flow, a redirect loop, event hooks and a cookie store, which do
-    nothing on this pool: it sends no client-level auth (each request carries
-    its tenant's key as a header), follows no redirects (a redirect must not
-    take a key elsewhere: ``follow_redirects=False``), has no hooks, and keeps
-    no cookies (its jar accepts none, so one tenant's never travel with
-    another's calls). Their generators and awaits were a twentieth of the
-    server's CPU per completion. What they leave on a response is set here:
-    its request, the stream bound to it (elapsed time, closing) and the
-    default encoding. A send that asks for more (auth, or redirects followed)
-    takes httpx2's own path.
-    """
-
-    async def send(
-        self,
-        request: httpx2.Request,
-        *,
-        stream: bool = False,
-        auth: Any = USE_CLIENT_DEFAULT,
-        follow_redirects: Any = USE_CLIENT_DEFAULT,
-    ) -> httpx2.Response:
-        if (
-            (auth is not USE_CLIENT_DEFAULT and auth is not None)
-            or self.auth is not None
-            or follow_redirects is True
-            or self.follow_redirects
-            or any(self.event_hooks.values())
-        ):
-            return await super().send(
-                request, stream=stream, auth=auth, follow_redirects=follow_redirects
-            )
-        if self._state == ClientState.CLOSED:
-            raise RuntimeError("Cannot send a request, as the client has been closed.")
-        self._state = ClientState.OPENED
-        self._set_timeout(request)
-        started = time.perf_counter()
-        try:
-            response = await self._transport_for_url(request.url).handle_async_request(request)
-        except httpx2.RequestError as exc:
-            exc.request = request
-            raise
-        response.request = request
-        response.stream = BoundAsyncStream(response.stream, start=started)  # type: ignore[arg-type]
-        response.default_encoding = self._default_encoding
-        if not stream:
-            try:
-                await response.aread()
-            except BaseException:
-                await response.aclose()
-                raise
-        return response
