@@ -6,7 +6,8 @@ fake providers (whose ``slow`` failure holds an upstream call open):
   upstream, and other tenants are served; slots come back however calls end.
 - LIYA_MAX_IN_FLIGHT: beyond it, SERVER_OVERLOADED before any I/O.
 - The upstream pools hold every call admitted: hung calls of several tenants
-  beyond the old fixed pool of 200 do not hold up another tenant.
+  beyond the old fixed pool of 200 do not hold up another tenant, and as many
+  open streams as LIYA_MAX_IN_FLIGHT admits are all upstream at once.
 - A full pool (LIYA_UPSTREAM_MAX_CONNECTIONS below the calls admitted) makes a
   call wait LIYA_UPSTREAM_POOL_TIMEOUT_SECONDS, then SERVER_OVERLOADED, not the
   caller's whole deadline.
@@ -238,6 +239,42 @@ async def test_the_pools_hold_every_call_admitted_so_hung_calls_hold_up_nobody_e
     reply = await stubs.inference.Complete(hello(), metadata=tenants[4], timeout=10)
     assert reply.usage.provider == "openai"
     await release(held)
+
+
+async def test_every_stream_admitted_is_upstream_at_once(servers, fake):
+    # LIYA_MAX_IN_FLIGHT streams held open by a slow upstream, over enough
+    # tenants to stay within LIYA_TENANT_MAX_IN_FLIGHT: every one of them is
+    # answering at the fake at the same time (none waits for a connection),
+    # and the next call is the replica's own refusal, not a wait.
+    admitted, per_tenant = 250, 50
+    _, stubs = await servers.start(
+        LIYA_MAX_IN_FLIGHT=str(admitted), LIYA_TENANT_MAX_IN_FLIGHT=str(per_tenant)
+    )
+    tenants = [await configure(stubs, f"tenant-{i}") for i in range(admitted // per_tenant + 1)]
+    # One answer word a second: the first delta comes after a second, the
+    # last long after the test has ended the streams.
+    fake.fail("openai", "slow_stream", times=admitted, chunk_delay=1.0)
+    before = len(fake.requests_for("openai"))
+    words = " ".join(f"word{i}" for i in range(30))
+    request = ipb.CompleteStreamRequest(intent="general_chat", messages=hello(text=words).messages)
+    streams = [
+        stubs.inference.CompleteStream(request, metadata=tenants[i // per_tenant], timeout=60)
+        for i in range(admitted)
+    ]
+    firsts = await asyncio.gather(*(s.read() for s in streams))
+    assert all(first.delta for first in firsts)  # every stream is answering
+    opened = fake.requests_for("openai")[before:]
+    assert len(opened) == admitted
+    assert all(r.finished_at is None for r in opened)  # all open upstream together
+
+    overloaded = await stream_refused(
+        stubs.inference.CompleteStream(request, metadata=tenants[-1], timeout=10)
+    )
+    assert overloaded.reason == "SERVER_OVERLOADED"
+    assert len(fake.requests_for("openai")) == before + admitted
+    for s in streams:
+        s.cancel()
+    await fake.wait_for(lambda f: all(r.finished_at is not None for r in opened), within=30)
 
 
 async def test_a_full_pool_is_server_overloaded_after_the_pool_timeout_not_the_deadline(

@@ -4,9 +4,10 @@ Plain async code, no grpc. Inputs are domain values; the caller's remaining
 deadline comes in as seconds so the provider call never outlives the caller.
 A call is checked (``checks``) before anything is read or sent, planned
 (``plan``: provider, model, credentials, cost bound, budget), made through the
-provider's adapter (``ports.ProviderAdapter``) and accounted (usage, cost,
-latency, metrics, and the usage ledger, ``ports.UsageRecorder``: every call
-that reached a provider, whatever its outcome). Each provider call has a
+provider's adapter (``ports.ProviderAdapter``; a stream through ``relay``) and
+accounted (usage, cost, latency, metrics, and the usage ledger,
+``ports.UsageRecorder``: every call that reached a provider, whatever its
+outcome). Each provider call has a
 client span while tracing is on (``liya_engine.tracing.provider``; ``None``
 and no work while it is off). The outcome of each byok call goes to the key
 health recorder (``liya_engine.config.health_recorder``: memory only on this
@@ -43,6 +44,7 @@ from liya_engine.inference.ports import (
     UsageRecorder,
 )
 from liya_engine.inference.probe import probe_plan
+from liya_engine.inference.relay import relay
 from liya_engine.inference.tenants import TenantCache
 from liya_engine.inference.values import (
     Completion,
@@ -130,9 +132,10 @@ class InferenceService:
         traced = _trace_call(plan, call.intent)
         started = time.perf_counter()
         stream = adapter.stream(plan.creds, plan.request)
+        relayed = relay(stream)
         produced = 0  # characters of answer so far, -1 once the usage is accounted
         try:
-            async for event in stream:
+            async for event in relayed:
                 if isinstance(event, StreamDelta):
                     if event.text:
                         produced += len(event.text)
@@ -161,6 +164,7 @@ class InferenceService:
             spans.failed(traced, exc)
             raise
         finally:
+            await relayed.aclose()  # stops the reading before the stream is closed
             await stream.aclose()
         raise self._failed(
             plan,
