@@ -33,7 +33,8 @@ capacity (``hold_overload``); the issue's targets as ratios, tables, and JSON
 under bench/results/.
 ``--profile`` samples the server with py-spy during an extra G block.
 ``--tracing`` (``--ledger``) runs instead warm G blocks alternately with tracing
-(the usage ledger) off and on, on two servers (``tracing_ab``, ``ledger_ab``).
+(the usage ledger) off and on, on two servers (``tracing_ab``, ``ledger_ab``);
+``--overload-only`` the overload phase alone, on one or two (``overload_ab``).
 
 This module is the orchestration (command line, phases, order of the blocks);
 ``harness`` (processes), ``loadgen`` (load loops), ``blocks`` (one measured
@@ -55,6 +56,7 @@ from typing import Any
 
 import hold_overload
 import ledger_ab
+import overload_ab
 import tracing_ab
 from blocks import Block, run_block, run_count
 from common import (
@@ -75,13 +77,8 @@ from seeding import create_pg_database, seed_database
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with the defaults of a full run or of ``--quick`` filled in."""
-    p = argparse.ArgumentParser(
-        description="Benchmark the service against the gRPC and SDK floors on loopback "
-        "(see bench/README.md).",
-    )
-    p.add_argument(
-        "--quick", action="store_true", help="a short smoke run of every scenario (1-2 minutes)"
-    )
+    p = argparse.ArgumentParser(description="Benchmark the service (see bench/README.md).")
+    p.add_argument("--quick", action="store_true", help="a short smoke run (1-2 minutes)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
     p.add_argument("--window", type=float, help="measured seconds per block (default 3; quick 1)")
     p.add_argument(
@@ -116,9 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=max(2, len(os.sched_getaffinity(0))),
         help="client worker processes (default: one per core, at least 2)",
     )
-    p.add_argument(
-        "--channels", type=int, default=2, help="gRPC channels (connections) per client process"
-    )
+    p.add_argument("--channels", type=int, default=2, help="gRPC channels per client process")
     p.add_argument(
         "--postgres",
         metavar="URL",
@@ -145,6 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--ledger", action="store_true", help="only the ledger's cost, as --tracing")
     hold_overload.add_arguments(p)
+    overload_ab.add_arguments(p)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = p.parse_args(argv)
@@ -157,6 +153,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "rss_tenants": 1_000 if quick else RSS_TARGET_TENANTS,
         "profile_seconds": 4.0 if quick else 10.0,
     }
+    if args.overload_only:  # the overload runs use 128 cold tenants each
+        defaults.update(tenants=2_000, rss_tenants=1)
     if args.tracing or args.ledger:
         # Pairs of blocks; a short ramp, since spans of the ramp's calls are
         # exported (and charged) in the window; only the warm tenant is called.
@@ -188,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.tracing or args.ledger:
             return run_ab(bench, stamp, ledger_ab if args.ledger else tracing_ab)
+        if args.overload_only:
+            return overload_ab.run(bench, stamp, seed_phase)
         return run(bench, stamp, started)
     except BenchError as exc:
         log(f"error: {exc}")
