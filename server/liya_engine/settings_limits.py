@@ -30,7 +30,7 @@ class Limits:
         number(minimum=0),
         250.0,
         "how long calls may queue before the service takes them in; kept above it for "
-        "50 ms, new calls get SERVER_OVERLOADED until it is below again; 0 = off",
+        "100 ms, new calls get SERVER_OVERLOADED until it is below again; 0 = off",
     )
     tenant_max_in_flight: int = setting(
         "LIYA_TENANT_MAX_IN_FLIGHT",

@@ -209,7 +209,7 @@ class CallGuard:
         request_id_var.set(request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
         # This call is already counted (rpc_started).
-        if self._metrics.calls_in_flight > self._max_in_flight or self.shedder.shedding:
+        if self._metrics.calls_in_flight > self._max_in_flight or self.shedder.refuse():
             raise overloaded(self._max_in_flight, self.shedder.shedding)
         auth = metadata.get("authorization")
         identity = self._verifier.verify(auth if isinstance(auth, str) else None)

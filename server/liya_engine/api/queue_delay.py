@@ -25,7 +25,10 @@ I/O), so the queue drains and the calls admitted keep about the latency
 they have at capacity; the callers refused get SERVER_OVERLOADED with
 RetryInfo at once and may retry on another replica.
 
-Reading ``shedding`` is an attribute read; a timer samples every
+While refusing, ``ADMITTED_PER_TICK`` calls a tick are still admitted, so
+that a process whose refusals alone cannot keep up with the load (they cost
+gRPC's own share of a call) still serves some. ``refuse()`` is an attribute
+read and a counter; a timer samples every
 ``TICK_SECONDS`` (a channelz read: about 0.1 ms).
 """
 
@@ -42,9 +45,13 @@ log = logging.getLogger("liya_engine")
 TICK_SECONDS = 0.01
 #: How long the delay must stay above the target before calls are refused
 #: (CoDel's interval: longer than a burst, shorter than a caller notices).
-INTERVAL_SECONDS = 0.05
+INTERVAL_SECONDS = 0.1
 #: Weight of the newest sample in the moving average of the rate calls end.
 _RATE_WEIGHT = 0.25
+#: While refusing, this many calls are still admitted every tick (100 a
+#: second): a process whose refusals alone cannot keep up with what arrives
+#: still serves some calls instead of none.
+ADMITTED_PER_TICK = 1
 #: At most this many calls waiting are no queue, whatever the rate: the count
 #: includes calls gRPC serves itself (health, reflection: a health Watch stays
 #: open) and calls the service has ended but the core not yet.
@@ -86,11 +93,13 @@ class QueueDelayShedder:
     __slots__ = (
         "_above_since",
         "_counts",
+        "_empty_at",
         "_ended",
         "_ended_at",
         "_handle",
         "_in_flight",
         "_loop",
+        "_passes",
         "_rate",
         "_sampled_at",
         "delay",
@@ -123,9 +132,21 @@ class QueueDelayShedder:
         self._handle: asyncio.TimerHandle | None = None
         self._ended = 0
         self._ended_at = 0.0
+        self._empty_at = 0.0
         self._rate = 0.0
         self._sampled_at = 0.0
         self._above_since: float | None = None
+        self._passes = 0
+
+    def refuse(self) -> bool:
+        """Whether to refuse the call beginning now: while ``shedding``, all
+        but ``ADMITTED_PER_TICK`` a tick."""
+        if not self.shedding:
+            return False
+        if self._passes > 0:
+            self._passes -= 1
+            return False
+        return True
 
     def start(self, counts: CoreCounts | None) -> None:
         """Sample ``counts`` on the running loop from now on; no-op when off,
@@ -137,7 +158,7 @@ class QueueDelayShedder:
             return
         self._counts = counts
         self._loop = asyncio.get_running_loop()
-        self._sampled_at = self._ended_at = self._loop.time()
+        self._sampled_at = self._ended_at = self._empty_at = self._loop.time()
         self._ended = counts()[1]
         self._handle = self._loop.call_at(self._sampled_at + self.tick, self._sample)
 
@@ -155,6 +176,7 @@ class QueueDelayShedder:
         now = loop.time()
         started, ended = counts()
         self.observe(now, started - ended - self._in_flight(), ended)
+        self._passes = ADMITTED_PER_TICK
         self._handle = loop.call_at(now + self.tick, self._sample)
 
     def observe(self, now: float, queued: int, ended: int) -> None:
@@ -169,16 +191,21 @@ class QueueDelayShedder:
         self.queued = queued = max(0, queued)
         if queued <= QUEUE_FLOOR:
             self.delay = 0.0
+            self._empty_at = now
         else:
-            # At the rate calls end; and if none ended lately, at least since one did.
+            # At the rate calls end, and if none ended lately, at least since one
+            # did; but no call has waited since before the queue was last empty
+            # (an idle server, then a burst).
             by_rate = queued / self._rate if self._rate else 0.0
-            self.delay = max(by_rate, now - self._ended_at)
+            self.delay = min(max(by_rate, now - self._ended_at), now - self._empty_at)
         if self.delay <= self.target:
             self._above_since = None
             self.shedding = False
             return
         if self._above_since is None:
-            # The queue stood above the target since the previous sample, at least.
-            self._above_since = now - elapsed
+            # From the first sample that saw it: one stall of the loop (a long
+            # collection) with calls waiting is no standing queue if they are
+            # taken in soon after.
+            self._above_since = now
         if now - self._above_since >= self.interval:
             self.shedding = True
