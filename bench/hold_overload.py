@@ -383,8 +383,10 @@ def _pool_overload(
             for reason, values in by_reason.items()
         },
         "errors": sum(r["errors"] for r in replies),
+        "errors_p50_ms": ms_percentile([x for r in replies for x in _floats(r["failed"])], 50),
         "errors_p99_ms": ms_percentile([x for r in replies for x in _floats(r["failed"])], 99),
         "error_kinds": kinds,
+        "error_examples": {k: v for r in replies for k, v in r.get("error_examples", {}).items()},
         "server_cores": round((after.server - before.server) / window, 3) if window else None,
     }
     log(

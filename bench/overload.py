@@ -69,6 +69,7 @@ async def open_loop(
     refused: dict[str, array.array] = {r: array.array("d") for r in REFUSALS}
     errors: Counter[str] = Counter()
     failed = array.array("d")  # the latencies of the other failures
+    examples: dict[str, str] = {}  # a debug_error_string per kind: where it came from
     state = {"outstanding": 0, "peak": 0}
 
     async def one(i: int) -> None:
@@ -83,8 +84,10 @@ async def open_loop(
             if reason in refused:
                 refused[reason].append(took)
             else:
-                errors[f"{reason or 'no reason'}: {describe(exc)}"] += 1
+                kind = f"{reason or 'no reason'}: {describe(exc)}"
+                errors[kind] += 1
                 failed.append(took)
+                examples.setdefault(kind, exc.debug_error_string()[:300])
         except Exception as exc:
             errors[describe(exc)] += 1
             failed.append(time.monotonic() - began)
@@ -127,4 +130,5 @@ async def open_loop(
         "errors": sum(errors.values()),
         "failed": failed.tobytes(),
         "error_kinds": dict(errors.most_common(5)),
+        "error_examples": examples,
     }

@@ -13,7 +13,8 @@ open) and overload at twice G's capacity (``hold_overload``). Results go where
 ``saving`` says (the ignored bench/results/local/, or kept with ``--save``).
 ``--tracing`` (``--ledger``, ``--health``, ``--ab-baseline DIR``) runs instead
 warm G blocks alternately with tracing (the usage ledger, key health, this
-code) off and on, on two servers (``tracing_ab``, ``feature_ab``).
+code) off and on, on two servers (``tracing_ab``, ``feature_ab``);
+``--overload-only`` the overload phase alone, on one or two (``overload_ab``).
 
 This module is the orchestration (command line, phases, order of the blocks);
 ``harness`` (processes), ``loadgen`` (load loops), ``blocks`` (one measured
@@ -35,6 +36,7 @@ from typing import Any
 
 import feature_ab
 import hold_overload
+import overload_ab
 import saving
 import tracing_ab
 from blocks import Block, run_block
@@ -58,13 +60,8 @@ from report import Results, summarise, write_report
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with the defaults of a full run or of ``--quick`` filled in."""
-    p = argparse.ArgumentParser(
-        description="Benchmark the service against the gRPC and SDK floors on loopback "
-        "(see bench/README.md).",
-    )
-    p.add_argument(
-        "--quick", action="store_true", help="a short smoke run of every scenario (1-2 minutes)"
-    )
+    p = argparse.ArgumentParser(description="Benchmark the service (see bench/README.md).")
+    p.add_argument("--quick", action="store_true", help="a short smoke run (1-2 minutes)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
     p.add_argument("--window", type=float, help="measured seconds per block (default 3; quick 1)")
     p.add_argument(
@@ -99,9 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=max(2, len(os.sched_getaffinity(0))),
         help="client worker processes (default: one per core, at least 2)",
     )
-    p.add_argument(
-        "--channels", type=int, default=2, help="gRPC channels (connections) per client process"
-    )
+    p.add_argument("--channels", type=int, default=2, help="gRPC channels per client process")
     p.add_argument(
         "--postgres",
         metavar="URL",
@@ -144,6 +139,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only this checkout's server against the one in DIR (same schema), as --tracing",
     )
     hold_overload.add_arguments(p)
+    overload_ab.add_arguments(p)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")
     p.add_argument(
         "--save",
@@ -162,6 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "rss_tenants": 1_000 if quick else RSS_TARGET_TENANTS,
         "profile_seconds": 4.0 if quick else 10.0,
     }
+    if args.overload_only:  # the overload runs use 128 cold tenants each
+        defaults.update(tenants=2_000, rss_tenants=1)
     if args.tracing or ab_feature(args):
         # Pairs of blocks; a short ramp, since spans of the ramp's calls are
         # exported (and charged) in the window; only the warm tenant is called.
@@ -181,7 +179,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--profile takes scenarios of the server: B0, G, G-cold, R, S")
     if args.rss_tenants >= args.tenants:
         p.error("--rss-tenants must be below --tenants")
-    if args.save and (args.quick or args.no_save or args.tracing or ab_feature(args)):
+    if args.save and (
+        args.quick or args.no_save or args.tracing or ab_feature(args) or args.overload_only
+    ):
         p.error("--save keeps full runs only: not with --quick, --no-save or an A/B run")
     if args.pg_tenants < 1:
         p.error("--pg-tenants must be at least 1")
@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.tracing or ab_feature(args):
             return run_ab(bench, stamp, ab_feature(args))
+        if args.overload_only:
+            return overload_ab.run(bench, stamp, seed_phase)
         return run(bench, stamp, started)
     except BenchError as exc:
         log(f"error: {exc}")

@@ -105,6 +105,7 @@ def overload_table(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         if run["error_kinds"]:
             rows.append(f"Overload ({run['variant']}) errors: {run['error_kinds']}")
+            rows.append(f"Overload ({run['variant']}) one of each: {run.get('error_examples')}")
         if run.get("server_handled"):
             handled = ", ".join(f"{k} {v:,}" for k, v in sorted(run["server_handled"].items()))
             rows.append(f"Overload ({run['variant']}) ended by the service's handlers: {handled}")

@@ -25,7 +25,7 @@ from liya.engine.v1 import (
     usage_service_pb2,
     usage_service_pb2_grpc,
 )
-from liya_engine.api import reflection
+from liya_engine.api import queue_delay, reflection
 from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
@@ -82,6 +82,8 @@ class RunningServer:
         self._stopped = False
         self.tracing: tracing_setup.Tracing | None = None
         self.http: HttpSurface | None = None  # with LIYA_HTTP_LISTEN_ADDRESS
+        # The guard's admission on queueing delay, stopped with the server.
+        self.shedder: queue_delay.QueueDelayShedder | None = None
 
     async def _set_health(self, serving: bool) -> None:
         """Readiness: the overall status and each API service follow the
@@ -155,6 +157,8 @@ class RunningServer:
         )
         if self._listener is not None:
             await self._listener.close()
+        if self.shedder is not None:
+            self.shedder.stop()
         self._health_writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._health_writer
@@ -191,6 +195,7 @@ async def start_server(
         if traces is not None:
             await asyncio.to_thread(traces.stop)
         raise
+    servers_before = queue_delay.server_ids()
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
@@ -241,7 +246,11 @@ async def start_server(
         raise OSError(f"cannot listen on {settings.listen_address}: {exc}") from None
     await server.start()
     services.ledger.start()
+    # This server's channelz id: the one that was not there before it.
+    ours = queue_delay.server_ids() - servers_before
+    guard.shedder.start(queue_delay.channelz_counts(ours.pop()) if len(ours) == 1 else None)
     running = RunningServer(server, port, services, health_servicer)
+    running.shedder = guard.shedder
     running.tracing = traces
     if settings.http_listen_address:
         running.http = await start_http(settings, guard, reuse_port=reuse_port)

@@ -203,7 +203,13 @@ class ConcurrencyLimitExceeded(LiyaError):
 
 
 class ServerOverloaded(LiyaError):
-    """This replica is at ``LIYA_MAX_IN_FLIGHT`` or got no upstream connection in time."""
+    """This replica is at ``LIYA_MAX_IN_FLIGHT``, its calls are queueing
+    (``LIYA_QUEUE_DELAY_TARGET_MS``), or it got no upstream connection in time.
+
+    Admission sets ``retry_after`` (the answer's RetryInfo) on the instances it
+    raises; no ``__init__`` of its own, so that ``UpstreamPoolBusy`` keeps
+    ``ProviderError``'s.
+    """
 
     reason = "SERVER_OVERLOADED"
     code = code_pb2.UNAVAILABLE

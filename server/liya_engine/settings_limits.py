@@ -1,9 +1,10 @@
 """The settings that bound how much one server process takes on: calls in
-flight (in all and per tenant), upstream connections and how long a call may
-wait for one, and how long a new connection may take to finish its HTTP/2
-handshake. Rows of the settings table like those of ``liya_engine.settings``
-(which reads them into ``Settings.limits``); docs/operations.md, "Limits and
-overload", says how to size them.
+flight (in all and per tenant), how long calls may queue before it
+refuses new ones, upstream connections and how long a call may wait for one, and how long
+a new connection may take to finish its HTTP/2 handshake. Rows of the
+settings table like those of ``liya_engine.settings`` (which reads them into
+``Settings.limits``); docs/operations.md, "Limits and overload", says how to
+size them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ class Limits:
         integer(minimum=1),
         2000,
         "calls one process serves at once; beyond, SERVER_OVERLOADED at once",
+    )
+    queue_delay_target_ms: float = setting(
+        "LIYA_QUEUE_DELAY_TARGET_MS",
+        number(minimum=0),
+        0.0,
+        "how long calls may queue before the service takes them in; kept above it for "
+        "100 ms, new calls get SERVER_OVERLOADED until it is below again; 0 = off "
+        "(the default)",
     )
     tenant_max_in_flight: int = setting(
         "LIYA_TENANT_MAX_IN_FLIGHT",

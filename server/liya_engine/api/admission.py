@@ -1,11 +1,15 @@
 """Admission: whether this process takes on one more call.
 
-Two bounds, both decided before the call does any I/O (``CallGuard`` asks
+Three bounds, all decided before the call does any I/O (``CallGuard`` asks
 here as it begins a call):
 
 - ``LIYA_MAX_IN_FLIGHT``: calls of every guarded method in flight in this
   process (``Metrics.calls_in_flight``, the count a drain waits for) ->
   ``ServerOverloaded``.
+- ``LIYA_QUEUE_DELAY_TARGET_MS``: how long calls wait in front of the
+  service, kept above the target for a while (``api.queue_delay``): the
+  process is past its CPU capacity, and every call would wait in its queue
+  -> ``ServerOverloaded``.
 - ``LIYA_TENANT_MAX_IN_FLIGHT``: calls of the methods that call a provider,
   per tenant -> ``ConcurrencyLimitExceeded``. This bound is what keeps one
   tenant's slow or hung provider calls from taking the upstream connections
@@ -23,6 +27,9 @@ from liya_engine.errors import ConcurrencyLimitExceeded, ServerOverloaded
 #: The RetryInfo of CONCURRENCY_LIMIT_EXCEEDED: short, a slot frees when any
 #: of the tenant's calls ends.
 TENANT_RETRY_AFTER_SECONDS = 1.0
+#: The RetryInfo of SERVER_OVERLOADED from admission: an overload passes (or
+#: the caller's retry goes to another replica) within about a second.
+OVERLOAD_RETRY_AFTER_SECONDS = 1.0
 
 
 class TenantSlots:
@@ -64,9 +71,19 @@ class TenantSlots:
         return len(self._counts)
 
 
-def overloaded(max_in_flight: int) -> ServerOverloaded:
-    """The answer to a call beyond ``LIYA_MAX_IN_FLIGHT``."""
-    return ServerOverloaded(
-        f"this replica is serving its most calls at once ({max_in_flight}); "
-        "retry with backoff, another replica may serve the call"
-    )
+def overloaded(max_in_flight: int, lagging: bool = False) -> ServerOverloaded:
+    """The answer to a call beyond ``LIYA_MAX_IN_FLIGHT`` or, with ``lagging``,
+    while calls are queueing (``api.queue_delay``)."""
+    if lagging:
+        message = (
+            "this replica is past its capacity (its calls are queueing); retry with "
+            "backoff, another replica may serve the call"
+        )
+    else:
+        message = (
+            f"this replica is serving its most calls at once ({max_in_flight}); "
+            "retry with backoff, another replica may serve the call"
+        )
+    refusal = ServerOverloaded(message)
+    refusal.retry_after = OVERLOAD_RETRY_AFTER_SECONDS
+    return refusal

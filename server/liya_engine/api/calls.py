@@ -26,6 +26,7 @@ import liya_engine.tracing as tracing
 from liya_engine import errors
 from liya_engine.api import status
 from liya_engine.api.admission import TenantSlots, overloaded
+from liya_engine.api.queue_delay import QueueDelayShedder
 from liya_engine.identity import Identity, TokenVerifier
 from liya_engine.logs import request_id_var, tenant_var
 from liya_engine.metrics import Metrics
@@ -95,6 +96,10 @@ class CallGuard:
         self._max_in_flight = limits.max_in_flight
         self._limited = limited_methods
         self.tenant_slots = TenantSlots(limits.tenant_max_in_flight)
+        # Started and stopped with the server (app), on its loop.
+        self.shedder = QueueDelayShedder(
+            limits.queue_delay_target_ms / 1000, lambda: metrics.calls_in_flight
+        )
 
     def register(
         self,
@@ -204,8 +209,8 @@ class CallGuard:
         request_id_var.set(request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
         # This call is already counted (rpc_started).
-        if self._metrics.calls_in_flight > self._max_in_flight:
-            raise overloaded(self._max_in_flight)
+        if self._metrics.calls_in_flight > self._max_in_flight or self.shedder.refuse():
+            raise overloaded(self._max_in_flight, self.shedder.shedding)
         auth = metadata.get("authorization")
         identity = self._verifier.verify(auth if isinstance(auth, str) else None)
         tenant_var.set(identity.tenant_id)
