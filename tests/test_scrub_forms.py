@@ -126,7 +126,14 @@ def managed_env(provider: str, fake) -> dict[str, str]:
     }
 
 
+#: Ids the call's error carries that are not derived from the key: fixed, so
+#: that a random hex id cannot match a run of a hex key (Azure keys are hex).
+CALL_ID = ("x-request-id", "scrub-forms-call")
+UPSTREAM_ID = {"x-request-id": "req_0f1e2d3c4b5a69788796a5b4c3d2e1f0"}
+
+
 async def call(stubs, rpc: str, md) -> grpc.aio.AioRpcError:
+    md = (*md, CALL_ID)
     messages = [ipb.ChatMessage(role="user", content="Hello")]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         if rpc == "Complete":
@@ -146,7 +153,12 @@ async def check_every_form(stubs, fake, provider: str, rpc: str, key: str, md, l
     title = {"openai": "OpenAI", "anthropic": "Anthropic", "azure": "Azure OpenAI"}[provider]
     for name, form in FORMS.items():
         echoed = form(key)
-        fake.fail(provider, "bad_request", message=f"Invalid request for key {echoed}.")
+        fake.fail(
+            provider,
+            "bad_request",
+            message=f"Invalid request for key {echoed}.",
+            headers=UPSTREAM_ID,
+        )
         err = await call(stubs, rpc, md)
         d = details_of(err)
         assert (d.code, d.reason) == (
@@ -163,7 +175,7 @@ async def check_every_form(stubs, fake, provider: str, rpc: str, key: str, md, l
 
     # A run of the key's letters-only middle echoed as the error code.
     middle = next(run for run in MIDDLES if run in key)
-    fake.fail(provider, "bad_request", code=middle)
+    fake.fail(provider, "bad_request", code=middle, headers=UPSTREAM_ID)
     d = details_of(await call(stubs, rpc, md))
     assert d.metadata["upstream_error_code"] == "[REDACTED]"
     assert disclosed(" ".join(d.metadata.values()) + d.message, key) == []
