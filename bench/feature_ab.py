@@ -22,19 +22,13 @@ block's server CPU is that of the server it loaded. What "off" is:
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blocks import Block, run_block
+import ab
 from common import BIN, ROOT, log
 from harness import Bench, free_port, stop_process
-from report import summarise
-from tracing_ab import Served, _checked, _use
-
-SCENARIO = "G"
-CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -63,77 +57,26 @@ def baseline(folder: str) -> Feature:
     return Feature("code", title, None, off_env=(f"PYTHONPATH={server}",))
 
 
-def _start(bench: Bench, env: tuple[str, ...], variant: str | None) -> Served:
-    args = bench.args
-    saved_env, saved_cmd = list(args.server_env), bench.server_command
-    args.server_env += list(env)
-    if variant:
-        bench.server_command = [str(BIN / "python"), str(ROOT / "bench" / "variant.py"), variant]
-    try:
-        bench.start_server()
-    finally:
-        args.server_env, bench.server_command = saved_env, saved_cmd
-    return Served(bench.server, bench.server_port, bench.server_pids)
-
-
 def compare(bench: Bench, feature: Feature) -> dict[str, Any]:
     """Start both servers, run the alternating G blocks, return the figures."""
-    args = bench.args
-    servers: dict[str, Served] = {}
+    servers: dict[str, ab.Served] = {}
+    variant = feature.off_variant
+    command = (
+        [str(BIN / "python"), str(ROOT / "bench" / "variant.py"), variant] if variant else None
+    )
     try:
         # "off" first: the first server holds the metrics port.
-        servers["off"] = _start(bench, feature.off_env, feature.off_variant)
+        servers["off"] = ab.start(bench, feature.off_env, command)
         bench.metrics_port = None
         bench.server_port = free_port()
-        servers["on"] = _start(bench, (), None)
+        servers["on"] = ab.start(bench)
         log(f"{feature.name} on: port {servers['on'].port}; off: port {servers['off'].port}")
-        blocks: dict[str, list[Block]] = {"off": [], "on": []}
-        for which in ("off", "on"):  # warm-up, not measured
-            _use(bench, servers[which])
-            _checked(run_block(bench, SCENARIO, CONCURRENCY, warm=0.3, window=0.5), which)
-        for r in range(args.rounds):
-            for which in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                _use(bench, servers[which])
-                block = run_block(
-                    bench, SCENARIO, CONCURRENCY, warm=args.warm, window=args.window, round_no=r + 1
-                )
-                blocks[which].append(_checked(block, which))
-            log(f"round {r + 1}/{args.rounds} done")
+        blocks = ab.alternate(bench, servers, feature.name)
     finally:
         for served in servers.values():
             if served.proc is not bench.server:
                 stop_process(served.proc)
-    return figures_of(feature, blocks)
-
-
-def figures_of(feature: Feature, blocks: dict[str, list[Block]]) -> dict[str, Any]:
-    """The pooled figures of both sides and the overhead of "on", overall and per round."""
-    figures: dict[str, Any] = {
-        "feature": feature.name,
-        "scenario": SCENARIO,
-        "concurrency": CONCURRENCY,
-    }
-    for which, measured in blocks.items():
-        pooled = summarise(measured)
-        figures[which] = {
-            "calls": sum(b.done for b in measured),
-            "server_cpu_ms_per_req": pooled["server_cpu_ms_per_req"],
-            "server_cpu_ms_per_req_per_round": [
-                round(b.server_cpu / b.done * 1000, 4) for b in measured
-            ],
-            "throughput_rps": pooled["throughput_rps"],
-            "p50_ms": pooled["p50_ms"],
-            "p99_ms": pooled["p99_ms"],
-        }
-    off, on = figures["off"], figures["on"]
-    figures["overhead"] = round(on["server_cpu_ms_per_req"] / off["server_cpu_ms_per_req"] - 1, 4)
-    pairs = zip(
-        on["server_cpu_ms_per_req_per_round"], off["server_cpu_ms_per_req_per_round"], strict=True
-    )
-    figures["overhead_per_round"] = [round(a / b - 1, 4) for a, b in pairs]
-    # A round disturbed by another process on the machine moves the pooled figure;
-    # the median of the rounds' ratios is the figure such a round cannot move.
-    figures["overhead_median_round"] = round(statistics.median(figures["overhead_per_round"]), 4)
+    figures = {"feature": feature.name, **ab.pair_figures(blocks)}
     figures["target"] = feature.target
     figures["passed"] = None if feature.target is None else figures["overhead"] <= feature.target
     return figures
@@ -141,16 +84,7 @@ def figures_of(feature: Feature, blocks: dict[str, list[Block]]) -> dict[str, An
 
 def report(feature: Feature, figures: dict[str, Any], folder: Path | None, stamp: str) -> None:
     """Print the comparison; write it as JSON under ``folder`` unless it is ``None``."""
-    print(f"\n{feature.title}: warm {SCENARIO} at c{CONCURRENCY}, blocks interleaved")
-    print(f"| {feature.name} | calls | server CPU ms/req (per round) | req/s | p50 ms | p99 ms |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for which in ("off", "on"):
-        f = figures[which]
-        rounds = ", ".join(f"{x:.3f}" for x in f["server_cpu_ms_per_req_per_round"])
-        print(
-            f"| {which} | {f['calls']} | {f['server_cpu_ms_per_req']:.3f} ({rounds}) "
-            f"| {f['throughput_rps']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} |"
-        )
+    ab.print_sides(feature.title, feature.name, figures)
     per_round = ", ".join(f"{x:+.1%}" for x in figures["overhead_per_round"])
     verdict = ""
     if feature.target is not None:

@@ -212,15 +212,22 @@ class Bench:
             env[name] = value
         return env
 
-    def cache_counters(self) -> tuple[float, float] | None:
-        """(hits, misses) of the server's tenant config cache, if it is readable."""
+    def metrics_text(self) -> str | None:
+        """The server's Prometheus text; None when unreadable (with ``--workers``,
+        no metrics are served)."""
         if not self.metrics_port:
             return None
         try:
             url = f"http://127.0.0.1:{self.metrics_port}/metrics"
             with urllib.request.urlopen(url, timeout=5) as r:
-                text = r.read().decode()
+                return r.read().decode()
         except OSError:
+            return None
+
+    def cache_counters(self) -> tuple[float, float] | None:
+        """(hits, misses) of the server's tenant config cache, if it is readable."""
+        text = self.metrics_text()
+        if text is None:
             return None
         found = {"hit": 0.0, "miss": 0.0}
         for line in text.splitlines():

@@ -56,9 +56,9 @@ Figures = dict[str, dict[int, dict[str, Any]]]
 # The fake's events per stream: the role chunk, the deltas, the finish, the usage, [DONE].
 STREAM_EVENTS = STREAM_CHUNKS + 4
 HOLD_STREAMS = 1000
-# H's streams end well within the server's LIYA_UPSTREAM_TIMEOUT_SECONDS (the
-# longest a provider call may take, a stream too) and the 30 s a connection's
-# calls get after its GOAWAY at 5 minutes of age.
+# H's streams end well within the server's LIYA_UPSTREAM_TIMEOUT_SECONDS (60 s:
+# the longest a provider call may take, a stream too, and with 5 s more what a
+# connection's calls get after its GOAWAY at 5 minutes of age).
 HOLD_LONGEST_STREAM = 30.0
 
 
@@ -133,13 +133,8 @@ def _reset_hwm(pids: list[int]) -> bool:
 def _series(bench: Bench, name: str, method: str) -> list[tuple[str, float]] | None:
     """The server's Prometheus samples of ``name`` for ``method``, as (labels,
     value); None when unreadable (with ``--workers``, no metrics are served)."""
-    if not bench.metrics_port:
-        return None
-    try:
-        url = f"http://127.0.0.1:{bench.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
+    text = bench.metrics_text()
+    if text is None:
         return None
     samples = []
     for line in text.splitlines():

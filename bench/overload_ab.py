@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ab
 import hold_overload
 import saving
 from blocks import run_block
@@ -27,16 +27,6 @@ from common import BenchError, log
 from harness import Bench, free_port, stop_process
 from report import summarise
 from stream_report import overload_table
-
-
-@dataclass
-class Served:
-    """One of the servers: its process, ports and pids."""
-
-    proc: Any
-    port: int
-    metrics_port: int | None
-    pids: list[int]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,25 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="with --overload-only: a second server B with this extra setting (repeatable)",
     )
-
-
-def _use(bench: Bench, served: Served) -> None:
-    """Point the client workers, CPU and metrics readings at ``served``."""
-    bench.server, bench.server_port, bench.server_pids = served.proc, served.port, served.pids
-    bench.metrics_port = served.metrics_port
-    for conn in bench.conns():
-        bench.ask(conn, {"op": "connect", "port": served.port, "channels": bench.args.channels})
-
-
-def _start(bench: Bench, extra: list[str]) -> Served:
-    args = bench.args
-    base = list(args.server_env)
-    args.server_env = base + extra
-    try:
-        bench.start_server()
-    finally:
-        args.server_env = base
-    return Served(bench.server, bench.server_port, bench.metrics_port, bench.server_pids)
 
 
 def _capacity(bench: Bench, name: str) -> dict[str, Any]:
@@ -98,20 +69,20 @@ def compare(bench: Bench) -> dict[str, Any]:
     args = bench.args
     args.hold_streams = 0
     after_runs: dict[str, Any] = {}
-    servers: dict[str, Served] = {"A": _start(bench, [])}
+    servers: dict[str, ab.Served] = {"A": ab.start(bench)}
     if args.overload_b:
         bench.server_port = free_port()
         bench.metrics_port = free_port() if args.workers == 1 else None
-        servers["B"] = _start(bench, args.overload_b)
+        servers["B"] = ab.start(bench, args.overload_b)
     try:
         capacity: dict[str, dict[str, Any]] = {}
         for name, served in servers.items():
-            _use(bench, served)
+            ab.use(bench, served)
             capacity[name] = _capacity(bench, name)
         names = list(servers)
         for r in range(args.rounds):
             for name in names if r % 2 == 0 else names[::-1]:
-                _use(bench, servers[name])
+                ab.use(bench, servers[name])
                 # Both servers are offered A's capacity x the factor; each p99 is
                 # compared with its own server's p99 at capacity.
                 figures = {

@@ -22,21 +22,16 @@ from __future__ import annotations
 
 import gc
 import json
-import statistics
 import threading
 import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from blocks import Block, run_block
-from common import BenchError, log
+import ab
+from common import log
 from harness import Bench, free_port, stop_process
-from report import summarise
 
-SCENARIO = "G"
-CONCURRENCY = 16
 #: The most tracing may add to the warm path's server CPU per call (the issue's target).
 TARGET_OVERHEAD = 0.10
 SETTLE_SECONDS = 6.0
@@ -85,46 +80,28 @@ class Sink:
         self._server.server_close()
 
 
-@dataclass
-class Served:
-    """One of the two servers: its process, port and pids."""
-
-    proc: Any
-    port: int
-    pids: list[int]
-
-
 def compare(bench: Bench) -> dict[str, Any]:
     """Start both servers, run the alternating G blocks, return the figures."""
-    args = bench.args
     sink = Sink()
-    servers: dict[str, Served] = {}
+    servers: dict[str, ab.Served] = {}
+    spans_before = 0
+
+    def settled() -> None:  # the warm-up's spans exported before anything is measured
+        nonlocal spans_before
+        _settle(sink)
+        spans_before = sink.spans
+
     try:
-        bench.start_server()  # no OTEL_* variable: the environment is scrubbed of them
-        servers["off"] = Served(bench.server, bench.server_port, bench.server_pids)
+        # No OTEL_* variable: the environment is scrubbed of them.
+        servers["off"] = ab.start(bench)
         bench.metrics_port = None  # the first server holds it
         bench.server_port = free_port()
-        args.server_env += [
-            f"OTEL_EXPORTER_OTLP_ENDPOINT={sink.url}",
-            "OTEL_SERVICE_NAME=liya-engine-bench",
-        ]
-        bench.start_server()
-        servers["on"] = Served(bench.server, bench.server_port, bench.server_pids)
+        servers["on"] = ab.start(
+            bench,
+            [f"OTEL_EXPORTER_OTLP_ENDPOINT={sink.url}", "OTEL_SERVICE_NAME=liya-engine-bench"],
+        )
         log(f"tracing off: port {servers['off'].port}; on: port {servers['on'].port} -> {sink.url}")
-        blocks: dict[str, list[Block]] = {"off": [], "on": []}
-        for which in ("off", "on"):  # warm-up, not measured
-            _use(bench, servers[which])
-            _checked(run_block(bench, SCENARIO, CONCURRENCY, warm=0.3, window=0.5), which)
-        _settle(sink)  # the warm-up's spans exported before anything is measured
-        spans_before = sink.spans
-        for r in range(args.rounds):
-            for which in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                _use(bench, servers[which])
-                block = run_block(
-                    bench, SCENARIO, CONCURRENCY, warm=args.warm, window=args.window, round_no=r + 1
-                )
-                blocks[which].append(_checked(block, which))
-            log(f"round {r + 1}/{args.rounds} done")
+        blocks = ab.alternate(bench, servers, "tracing", after_warm_up=settled)
         stop_process(servers["on"].proc)  # flushes the last spans to the sink
         spans = sink.spans - spans_before
         floor = sdk_floor(sink)
@@ -133,7 +110,12 @@ def compare(bench: Bench) -> dict[str, Any]:
             if served.proc is not bench.server:
                 stop_process(served.proc)
         sink.close()
-    figures = _figures(blocks, spans)
+    figures = ab.pair_figures(blocks)
+    figures["target"] = TARGET_OVERHEAD
+    figures["passed"] = figures["overhead"] <= TARGET_OVERHEAD
+    figures["spans_exported"] = spans
+    calls = figures["on"]["calls"]
+    figures["spans_per_traced_call"] = round(spans / calls, 3) if calls else None
     figures["sdk_floor_us_per_call"] = floor
     figures["sdk_floor_share"] = round(
         floor["total"] / 1000 / figures["off"]["server_cpu_ms_per_req"], 4
@@ -226,65 +208,9 @@ def _settle(sink: Sink) -> None:
         time.sleep(SETTLE_SECONDS)
 
 
-def _use(bench: Bench, served: Served) -> None:
-    """Point the client workers (and the CPU readings) at ``served``."""
-    bench.server, bench.server_port, bench.server_pids = served.proc, served.port, served.pids
-    for conn in bench.conns():
-        bench.ask(conn, {"op": "connect", "port": served.port, "channels": bench.args.channels})
-
-
-def _checked(block: Block, which: str) -> Block:
-    if block.errors or not block.done:
-        raise BenchError(f"tracing {which}: {block.errors} errors: {block.error_kinds}")
-    return block
-
-
-def _figures(blocks: dict[str, list[Block]], spans: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {"scenario": SCENARIO, "concurrency": CONCURRENCY}
-    for which, measured in blocks.items():
-        pooled = summarise(measured)
-        figures[which] = {
-            "calls": sum(b.done for b in measured),
-            "server_cpu_ms_per_req": pooled["server_cpu_ms_per_req"],
-            "server_cpu_ms_per_req_per_round": [
-                round(b.server_cpu / b.done * 1000, 4) for b in measured
-            ],
-            "throughput_rps": pooled["throughput_rps"],
-            "p50_ms": pooled["p50_ms"],
-            "p99_ms": pooled["p99_ms"],
-        }
-    off, on = figures["off"], figures["on"]
-    overhead = on["server_cpu_ms_per_req"] / off["server_cpu_ms_per_req"] - 1
-    figures["overhead"] = round(overhead, 4)
-    figures["added_us_per_call"] = round(
-        (on["server_cpu_ms_per_req"] - off["server_cpu_ms_per_req"]) * 1000, 1
-    )
-    pairs = zip(
-        on["server_cpu_ms_per_req_per_round"], off["server_cpu_ms_per_req_per_round"], strict=True
-    )
-    figures["overhead_per_round"] = [round(a / b - 1, 4) for a, b in pairs]
-    # Pooled figures follow the rounds the machine was busiest in; the median
-    # of the rounds' ratios does not, so the report shows both.
-    figures["overhead_median_round"] = round(statistics.median(figures["overhead_per_round"]), 4)
-    figures["target"] = TARGET_OVERHEAD
-    figures["passed"] = overhead <= TARGET_OVERHEAD
-    figures["spans_exported"] = spans
-    figures["spans_per_traced_call"] = round(spans / on["calls"], 3) if on["calls"] else None
-    return figures
-
-
 def report(figures: dict[str, Any], folder: Path | None, stamp: str) -> None:
     """Print the comparison; write it as JSON under ``folder`` unless it is ``None``."""
-    print(f"\nTracing cost, warm {SCENARIO} at c{CONCURRENCY}, blocks interleaved")
-    print("| tracing | calls | server CPU ms/req (per round) | req/s | p50 ms | p99 ms |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for which in ("off", "on"):
-        f = figures[which]
-        rounds = ", ".join(f"{x:.3f}" for x in f["server_cpu_ms_per_req_per_round"])
-        print(
-            f"| {which} | {f['calls']} | {f['server_cpu_ms_per_req']:.3f} ({rounds}) "
-            f"| {f['throughput_rps']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} |"
-        )
+    ab.print_sides("Tracing cost", "tracing", figures)
     per_round = ", ".join(f"{x:+.1%}" for x in figures["overhead_per_round"])
     verdict = "PASS" if figures["passed"] else "MISS"
     print(

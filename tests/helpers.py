@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
 import secrets
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,3 +206,16 @@ def hello(intent: str = "general_chat", text: str = "hi") -> ipb.CompleteRequest
 def canary_key(prefix: str = "sk-") -> str:
     """A distinctive key to search for in places it must never appear."""
     return prefix + "CANARY" + secrets.token_hex(20)
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]],
+    within: float = 10.0,
+    message: str = "condition not reached in time",
+) -> None:
+    """Wait for a condition the server reaches asynchronously (a cancelled
+    call's slot coming back after the cancel reaches it)."""
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.05)

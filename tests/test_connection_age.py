@@ -3,9 +3,9 @@ aged connection may run as long as a provider call may take."""
 
 from __future__ import annotations
 
+from helpers import JWT_SECRET
 from liya_engine.app import connection_age_options
 from liya_engine.settings import Settings
-from tests.helpers import JWT_SECRET
 
 
 def options(**env: str) -> dict[str, int]:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import grpc
 import pytest
 
-from helpers import auth, details_of, hello
+from helpers import auth, details_of, hello, until
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import inference_service_pb2 as ipb
 
@@ -75,15 +75,6 @@ async def stream_refused(call) -> object:
         async for _ in call:
             pass
     return details_of(err.value)
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    """Wait for a condition the server reaches asynchronously (a cancelled
-    call's slot coming back after the cancel reaches it)."""
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def assert_concurrency_limited(details) -> None:

@@ -21,7 +21,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from helpers import auth, details_of, hello
+from helpers import auth, details_of, hello, until
 from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import config_service_pb2_grpc, inference_service_pb2_grpc
 from liya_engine.api.queue_delay import (
@@ -226,10 +226,7 @@ async def test_calls_queued_in_the_core_are_refused_server_overloaded_and_health
             assert details_of(exc).reason == "SERVER_OVERLOADED"
             return False
 
-    deadline = time.monotonic() + 10
-    while not await served():
-        assert time.monotonic() < deadline, "the server did not admit again"
-        await asyncio.sleep(0.05)
+    await until(served, message="the server did not admit again")
 
 
 async def test_at_zero_no_call_is_refused_for_queueing(servers, fake):

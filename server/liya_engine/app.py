@@ -195,7 +195,9 @@ async def start_server(
         if traces is not None:
             await asyncio.to_thread(traces.stop)
         raise
-    servers_before = queue_delay.server_ids()
+    # Channelz is read only when admission on queueing delay is on.
+    shedding = settings.limits.queue_delay_target_ms > 0
+    servers_before = queue_delay.server_ids() if shedding else set()
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
@@ -247,8 +249,9 @@ async def start_server(
     await server.start()
     services.ledger.start()
     # This server's channelz id: the one that was not there before it.
-    ours = queue_delay.server_ids() - servers_before
-    guard.shedder.start(queue_delay.channelz_counts(ours.pop()) if len(ours) == 1 else None)
+    if shedding:
+        ours = queue_delay.server_ids() - servers_before
+        guard.shedder.start(queue_delay.channelz_counts(ours.pop()) if len(ours) == 1 else None)
     running = RunningServer(server, port, services, health_servicer)
     running.shedder = guard.shedder
     running.tracing = traces
