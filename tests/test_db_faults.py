@@ -209,6 +209,33 @@ async def test_too_many_connections(servers, cluster, caplog):
     await assert_usable(stubs)
 
 
+async def test_pooled_connections_the_server_ended_cost_the_caller_nothing(
+    servers, cluster, caplog
+):
+    # The pool has no pre-ping: a connection PostgreSQL ended (a restart, a
+    # failover, an idle timeout) is found when a read uses it, and the read
+    # runs again on a new connection. No readiness probe runs here to find
+    # the dead connections first.
+    servers.base_env["LIYA_DATABASE_URL"] = cluster.url
+    _, stubs = await servers.start(
+        LIYA_HEALTH_CHECK_SECONDS="3600", LIYA_CONFIG_CACHE_TTL_SECONDS="0"
+    )
+    await stubs.config.UpdateConfig(byok_openai(KEY), metadata=auth("acme"))
+    admin = await asyncpg.connect(
+        cluster.admin_dsn, timeout=10, server_settings={"application_name": HOLDER}
+    )
+    try:
+        for _ in range(3):
+            await drop_server_connections(admin)
+            masked = await stubs.config.GetMaskedConfig(
+                cpb.GetMaskedConfigRequest(), metadata=auth("acme"), timeout=15
+            )
+            assert masked.config.mode == "byok"
+    finally:
+        await admin.close()
+    assert_no_errors_logged(caplog)
+
+
 async def test_a_postgres_shutting_down_cannot_connect_now(served, cluster, caplog):
     holder = (await holders(cluster))[0]
     cluster.stop("smart", wait=False)  # waits for the holder to leave

@@ -26,6 +26,8 @@ from liya.engine.v1 import config_service_pb2 as cpb
 from liya.engine.v1 import config_service_pb2_grpc, inference_service_pb2_grpc
 from liya_engine.api.queue_delay import (
     ADMITTED_PER_TICK,
+    ALLOWANCE_BACKOFF,
+    ALLOWANCE_STEP,
     QUEUE_FLOOR,
     QueueDelayShedder,
     server_ids,
@@ -67,9 +69,71 @@ def test_while_refusing_a_few_calls_a_tick_are_still_admitted():
     s.observe(0.2, 50, 0)
     s.observe(0.3, 50, 0)
     assert s.shedding
-    s._passes = ADMITTED_PER_TICK  # what every sample sets
+    s._passes = ADMITTED_PER_TICK  # what a sample sets at the first allowance
     admitted = [not s.refuse() for _ in range(10)]
     assert admitted == [True] * ADMITTED_PER_TICK + [False] * (10 - ADMITTED_PER_TICK)
+
+
+def _shedding_at(s: QueueDelayShedder, queued: int) -> float:
+    """Samples 10 ms apart, 1,000 calls ending a second, until ``s`` sheds."""
+    now, ended = 0.0, 0
+    s.observe(now, 0, ended)
+    while not s.shedding:
+        now, ended = now + 0.01, ended + 10
+        s.observe(now, queued, ended)
+    return now
+
+
+def test_while_refusing_the_allowance_grows_as_the_queue_drains_and_backs_off_as_it_grows():
+    s = shedder()
+    now = _shedding_at(s, 200)  # 200 waiting at 1,000 a second: 200 ms
+    assert s.allowance == ADMITTED_PER_TICK
+    ended = 1000
+    for queued in (190, 180, 170):  # draining: one more a tick each sample
+        now, ended = now + 0.01, ended + 10
+        s.observe(now, queued, ended)
+    assert (s.shedding, s.allowance) == (True, ADMITTED_PER_TICK + 3 * ALLOWANCE_STEP)
+    now, ended = now + 0.01, ended + 10
+    s.observe(now, 175, ended)  # growing again: a quarter fewer
+    grown = ADMITTED_PER_TICK + 3 * ALLOWANCE_STEP
+    assert s.allowance == pytest.approx(grown * ALLOWANCE_BACKOFF)
+    for _ in range(20):  # a queue that never drains: down to the floor, not below
+        now, ended = now + 0.01, ended + 10
+        s.observe(now, 175, ended)
+    assert s.allowance == ADMITTED_PER_TICK
+
+
+def test_the_allowance_never_exceeds_the_calls_that_end_a_tick_and_outlives_an_episode():
+    s = shedder()
+    now = _shedding_at(s, 400)
+    ended, queued = 1000, 400
+    for _ in range(30):  # draining for long: capped at 1,000/s x 10 ms = 10 a tick
+        now, ended, queued = now + 0.01, ended + 10, queued - 5
+        s.observe(now, queued, ended)
+    assert s.shedding and s.allowance == pytest.approx(10.0, rel=0.01)
+    s.observe(now + 0.01, 0, ended + 10)  # drained: admit all again
+    assert not s.shedding and s.allowance == pytest.approx(10.0, rel=0.01)
+
+
+def test_a_fractional_allowance_admits_its_share_over_the_ticks():
+    s = shedder()
+    s.shedding, s.allowance = True, 1.5
+    s._counts = lambda: (0, 0)
+
+    class _Loop:
+        def time(self) -> float:
+            return 0.0
+
+        def call_at(self, *_args) -> None:
+            return None
+
+    s._loop = _Loop()
+    admitted = 0
+    for _ in range(4):
+        s._sample()
+        s.shedding, s.allowance = True, 1.5  # as if the queue stood still
+        admitted += sum(not s.refuse() for _ in range(10))
+    assert admitted == 6
 
 
 def test_after_an_idle_while_a_burst_has_waited_only_since_it_came():

@@ -25,10 +25,15 @@ I/O), so the queue drains and the calls admitted keep about the latency
 they have at capacity; the callers refused get SERVER_OVERLOADED with
 RetryInfo at once and may retry on another replica.
 
-While refusing, ``ADMITTED_PER_TICK`` calls a tick are still admitted, so
-that a process whose refusals alone cannot keep up with the load (they cost
-gRPC's own share of a call) still serves some. ``refuse()`` is an attribute
-read and a counter; a timer samples every
+While refusing, some calls a tick are still admitted, as many as the queue
+allows: a refusal costs gRPC's own share of a call (a third to a half of a
+completion), so a process that refused everything past its capacity would
+serve nothing, and one that admits too many never drains its queue. The
+allowance is found as TCP finds its window (additive increase,
+multiplicative decrease): one more call a tick while the queue shrinks, a
+quarter fewer while it does not. It is kept from one episode of
+refusing to the next, since the load that caused one usually causes the
+next. ``refuse()`` is an attribute read and a counter; a timer samples every
 ``TICK_SECONDS`` (a channelz read: about 0.1 ms).
 """
 
@@ -48,10 +53,14 @@ TICK_SECONDS = 0.01
 INTERVAL_SECONDS = 0.1
 #: Weight of the newest sample in the moving average of the rate calls end.
 _RATE_WEIGHT = 0.25
-#: While refusing, this many calls are still admitted every tick (100 a
-#: second): a process whose refusals alone cannot keep up with what arrives
-#: still serves some calls instead of none.
+#: While refusing, at least this many calls are still admitted every tick
+#: (100 a second): a process whose refusals alone cannot keep up with what
+#: arrives still serves some calls instead of none.
 ADMITTED_PER_TICK = 1
+#: The allowance's additive increase (calls a tick) while the queue shrinks...
+ALLOWANCE_STEP = 1.0
+#: ... and its multiplicative decrease while it does not.
+ALLOWANCE_BACKOFF = 0.75
 #: At most this many calls waiting are no queue, whatever the rate: the count
 #: includes calls gRPC serves itself (health, reflection: a health Watch stays
 #: open) and calls the service has ended but the core not yet.
@@ -93,6 +102,7 @@ class QueueDelayShedder:
     __slots__ = (
         "_above_since",
         "_counts",
+        "_credit",
         "_empty_at",
         "_ended",
         "_ended_at",
@@ -102,6 +112,7 @@ class QueueDelayShedder:
         "_passes",
         "_rate",
         "_sampled_at",
+        "allowance",
         "delay",
         "interval",
         "queued",
@@ -137,10 +148,13 @@ class QueueDelayShedder:
         self._sampled_at = 0.0
         self._above_since: float | None = None
         self._passes = 0
+        #: Calls a tick admitted while ``shedding`` (see the module's docstring).
+        self.allowance = float(ADMITTED_PER_TICK)
+        self._credit = 0.0
 
     def refuse(self) -> bool:
         """Whether to refuse the call beginning now: while ``shedding``, all
-        but ``ADMITTED_PER_TICK`` a tick."""
+        but ``allowance`` a tick."""
         if not self.shedding:
             return False
         if self._passes > 0:
@@ -176,13 +190,17 @@ class QueueDelayShedder:
         now = loop.time()
         started, ended = counts()
         self.observe(now, started - ended - self._in_flight(), ended)
-        self._passes = ADMITTED_PER_TICK
+        # A fractional allowance carries over: 1.5 a tick admits 3 in 2 ticks.
+        self._credit += self.allowance
+        self._passes = int(self._credit)
+        self._credit -= self._passes
         self._handle = loop.call_at(now + self.tick, self._sample)
 
     def observe(self, now: float, queued: int, ended: int) -> None:
         """One sample at ``now`` (loop time): ``queued`` calls the core holds
         that the service has not taken in, ``ended`` calls ended so far."""
         elapsed = now - self._sampled_at
+        before = self.queued
         if ended > self._ended:
             rate = (ended - self._ended) / elapsed if elapsed > 0 else self._rate
             self._rate += _RATE_WEIGHT * (rate - self._rate) if self._rate else rate
@@ -207,5 +225,17 @@ class QueueDelayShedder:
             # collection) with calls waiting is no standing queue if they are
             # taken in soon after.
             self._above_since = now
+        if self.shedding:
+            self._adapt(shrinking=queued < before)
         if now - self._above_since >= self.interval:
             self.shedding = True
+
+    def _adapt(self, *, shrinking: bool) -> None:
+        """One step of the allowance while refusing: more while the queue
+        shrinks, fewer while it does not; never fewer than
+        ``ADMITTED_PER_TICK``, never more than the calls that end a tick."""
+        if shrinking:
+            ceiling = max(float(ADMITTED_PER_TICK), self._rate * self.tick)
+            self.allowance = min(self.allowance + ALLOWANCE_STEP, ceiling)
+        else:
+            self.allowance = max(float(ADMITTED_PER_TICK), self.allowance * ALLOWANCE_BACKOFF)

@@ -45,7 +45,12 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
     else:
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # No pre-ping: it is a round trip before every statement, about as
+        # much again as the hot read itself. A connection the server dropped
+        # (a restart, a failover) is found when used instead; SQLAlchemy then
+        # invalidates the whole pool, and the hot read retries once
+        # (``Database.read_config``).
+        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=False)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
