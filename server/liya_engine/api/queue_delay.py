@@ -102,7 +102,6 @@ class QueueDelayShedder:
     __slots__ = (
         "_above_since",
         "_counts",
-        "_credit",
         "_empty_at",
         "_ended",
         "_ended_at",
@@ -147,17 +146,17 @@ class QueueDelayShedder:
         self._rate = 0.0
         self._sampled_at = 0.0
         self._above_since: float | None = None
-        self._passes = 0
+        #: Calls still to admit before the next sample while ``shedding``.
+        self._passes = 0.0
         #: Calls a tick admitted while ``shedding`` (see the module's docstring).
         self.allowance = float(ADMITTED_PER_TICK)
-        self._credit = 0.0
 
     def refuse(self) -> bool:
         """Whether to refuse the call beginning now: while ``shedding``, all
         but ``allowance`` a tick."""
         if not self.shedding:
             return False
-        if self._passes > 0:
+        if self._passes >= 1:
             self._passes -= 1
             return False
         return True
@@ -190,10 +189,9 @@ class QueueDelayShedder:
         now = loop.time()
         started, ended = counts()
         self.observe(now, started - ended - self._in_flight(), ended)
-        # A fractional allowance carries over: 1.5 a tick admits 3 in 2 ticks.
-        self._credit += self.allowance
-        self._passes = int(self._credit)
-        self._credit -= self._passes
+        # Passes left unused lapse, but a fraction carries over: an allowance
+        # of 1.5 a tick admits 3 in 2 ticks.
+        self._passes = self._passes % 1 + self.allowance
         self._handle = loop.call_at(now + self.tick, self._sample)
 
     def observe(self, now: float, queued: int, ended: int) -> None:

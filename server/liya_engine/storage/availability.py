@@ -1,5 +1,7 @@
-"""Which driver errors mean the database cannot serve the call right now, and
-the one ``StorageUnavailable`` they become (STORAGE_UNAVAILABLE, retryable).
+"""Which driver errors mean the database cannot serve the call right now, the
+one ``StorageUnavailable`` they become (STORAGE_UNAVAILABLE, retryable), and
+``read_rows``, the one way a read runs (mapped so, and retried once on a
+connection the server had ended).
 
 Two kinds of evidence:
 
@@ -14,7 +16,11 @@ Two kinds of evidence:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from liya_engine.errors import StorageUnavailable
 
@@ -74,3 +80,31 @@ def sqlstate(exc: BaseException) -> str | None:
 def unavailable() -> StorageUnavailable:
     """The error a caller sees for any of those."""
     return StorageUnavailable("the configuration database is unavailable; retry shortly")
+
+
+async def read_rows(
+    engine: AsyncEngine, statement: Any, params: Mapping[str, Any] | None = None
+) -> Sequence[Any]:
+    """The rows of the read ``statement`` on a pooled connection of ``engine``;
+    an unavailable database raises ``unavailable()``.
+
+    The pool does not ping connections (``engine.create_engine``): a read that
+    finds one the server ended (a restart, a failover) runs once more, and by
+    then SQLAlchemy has invalidated the whole pool, so on a new connection.
+    """
+    try:
+        try:
+            return await _rows(engine, statement, params)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            return await _rows(engine, statement, params)
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise unavailable() from None
+        raise
+
+
+async def _rows(engine: AsyncEngine, statement: Any, params: Mapping[str, Any] | None) -> Sequence:
+    async with engine.connect() as conn:
+        return (await conn.execute(statement, params)).all()

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from liya_engine.config.health import Outcome, ProviderHealth
 from liya_engine.config.model import TenantConfig
 from liya_engine.storage import engine as engines
 from liya_engine.storage import migrations, readiness
-from liya_engine.storage.availability import is_unavailable, unavailable
+from liya_engine.storage.availability import read_rows
 from liya_engine.storage.key_health import HealthTable
 from liya_engine.storage.notify import ChangeListener
 from liya_engine.storage.readiness import DatabaseState
@@ -56,24 +55,8 @@ class Database:
         session or explicit transaction (reads need neither)."""
         if self._sqlite_reader is not None:
             return config_from_rows(tenant_id, await self._sqlite_reader.read(tenant_id))
-        try:
-            try:
-                found = await self._config_rows(tenant_id)
-            except DBAPIError as exc:
-                if not exc.connection_invalidated:
-                    raise
-                # A connection the server had dropped (engine.create_engine has
-                # no pre-ping); the pool is invalidated now: once more, anew.
-                found = await self._config_rows(tenant_id)
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable() from None
-            raise
+        found = await read_rows(self.engine, READ_CONFIG, {"tenant_id": tenant_id})
         return config_from_rows(tenant_id, found)
-
-    async def _config_rows(self, tenant_id: str) -> Sequence:
-        async with self.engine.connect() as conn:
-            return (await conn.execute(READ_CONFIG, {"tenant_id": tenant_id})).all()
 
     async def read_health(self, tenant_id: str) -> dict[str, ProviderHealth]:
         """The tenant's key health records by provider."""

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from liya_engine.storage.availability import is_unavailable, unavailable
+from liya_engine.storage.availability import is_unavailable, read_rows, unavailable
 from liya_engine.storage.engine import WRITE_OPTION
 from liya_engine.storage.tables import DeploymentModelRow
 
@@ -30,13 +30,7 @@ class DeploymentModelTable:
     async def read(self, tenant_id: str) -> dict[str, str]:
         """The tenant's deployments and the model each last reported."""
         query = select(_Row.deployment, _Row.model).where(_Row.tenant_id == tenant_id)
-        try:
-            async with self._engine().connect() as conn:
-                found = (await conn.execute(query)).all()
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable() from None
-            raise
+        found = await read_rows(self._engine(), query)
         return {deployment: model for deployment, model in found}
 
     async def write(self, entries: Sequence[tuple[str, str, str]]) -> None:

@@ -48,8 +48,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # No pre-ping: it is a round trip before every statement, about as
         # much again as the hot read itself. A connection the server dropped
         # (a restart, a failover) is found when used instead; SQLAlchemy then
-        # invalidates the whole pool, and the hot read retries once
-        # (``Database.read_config``).
+        # invalidates the whole pool, and a read runs once more
+        # (``availability.read_rows``).
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=False)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from liya_engine.config.health import Outcome, ProviderHealth
 from liya_engine.storage import rows
-from liya_engine.storage.availability import is_unavailable, unavailable
+from liya_engine.storage.availability import is_unavailable, read_rows, unavailable
 from liya_engine.storage.engine import WRITE_OPTION
 from liya_engine.storage.tables import ProviderHealthRow
 
@@ -78,14 +78,7 @@ class HealthTable:
 
     async def read_health(self, tenant_id: str) -> dict[str, ProviderHealth]:
         """The tenant's records by provider."""
-        engine: AsyncEngine = self._engine_of()
-        try:
-            async with engine.connect() as conn:
-                found = (await conn.execute(_READ, {"tenant_id": tenant_id})).all()
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable() from None
-            raise
+        found = await read_rows(self._engine_of(), _READ, {"tenant_id": tenant_id})
         return {row.provider: rows.health_from_row(row) for row in found}
 
     async def record_health(self, outcomes: Sequence[Outcome]) -> None:

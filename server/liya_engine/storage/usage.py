@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from liya_engine.storage.availability import is_unavailable, unavailable
+from liya_engine.storage.availability import is_unavailable, read_rows, unavailable
 from liya_engine.storage.engine import WRITE_OPTION
 from liya_engine.storage.tables import UsageDailyRow
 from liya_engine.usage.ports import DailyUsage, PageKey, RollupKey, Totals
@@ -70,7 +70,7 @@ class UsageTable:
             )
             .group_by(_T.c.tenant_id)
         )
-        found = await self._read(query)
+        found = await read_rows(self._engine, query)
         return {tenant: float(total or 0.0) for tenant, total in found}
 
     async def daily_usage(
@@ -107,14 +107,5 @@ class UsageTable:
                 output_tokens=int(r.output_tokens),
                 cost_usd=float(r.cost_usd),
             )
-            for r in await self._read(query)
+            for r in await read_rows(self._engine, query)
         ]
-
-    async def _read(self, query) -> list:
-        try:
-            async with self._engine.connect() as conn:
-                return list((await conn.execute(query)).all())
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable() from None
-            raise
