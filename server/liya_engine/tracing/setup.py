@@ -48,6 +48,7 @@ from opentelemetry.util.types import Attributes
 import liya_engine.tracing as tracing
 from liya_engine.errors import SettingsError
 from liya_engine.metrics import build_version
+from liya_engine.tracing import encoding
 
 log = logging.getLogger("liya_engine")
 
@@ -186,7 +187,7 @@ def _exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
             break
     # With no arguments, the exporter reads its endpoint, headers, timeout,
     # certificate and compression from the OTEL_EXPORTER_OTLP_* variables.
-    return [OTLPSpanExporter() if name == "otlp" else ConsoleSpanExporter() for name in names]
+    return [encoding.SpanExporter() if name == "otlp" else ConsoleSpanExporter() for name in names]
 
 
 def _describe(exporter: SpanExporter) -> str:
