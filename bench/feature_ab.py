@@ -92,7 +92,8 @@ def report(feature: Feature, figures: dict[str, Any], folder: Path | None, stamp
         verdict = f"; target at most {feature.target:.0%}: {outcome}"
     print(
         f"\n{feature.name} adds {figures['overhead']:+.1%} server CPU per call "
-        f"(median round {figures['overhead_median_round']:+.1%}; per round: {per_round})"
+        f"(median round {figures['overhead_median_round']:+.1%}; per round: {per_round}; "
+        f"round by round: {ab.describe_paired(figures)})"
         f"{verdict}"
     )
     if folder is not None:

@@ -223,7 +223,8 @@ def report(figures: dict[str, Any], folder: Path | None, stamp: str) -> None:
     print(
         f"\ntracing on adds {figures['overhead']:+.1%} server CPU per call (per round: "
         f"{per_round}; median {figures['overhead_median_round']:+.1%}); "
-        f"target at most {TARGET_OVERHEAD:.0%}: {verdict}"
+        f"target at most {TARGET_OVERHEAD:.0%}: {verdict}\n"
+        f"round by round: {ab.describe_paired(figures)}"
     )
     print(
         f"spans received by the sink: {figures['spans_exported']} "
