@@ -22,7 +22,9 @@ from liya_engine.config.rewrap import rewrap_all
 from liya_engine.crypto.cipher import KeyCipher, Keyring, KeyringEntry, new_salt
 from liya_engine.errors import Conflict, StorageUnavailable
 from liya_engine.storage import rows
+from liya_engine.storage.availability import read_rows
 from liya_engine.storage.database import Database
+from liya_engine.storage.pg_reader import PostgresReader
 from liya_engine.storage.sqlite_reader import SqliteReader
 from liya_engine.storage.tables import MasterKeySaltRow, ProviderCredentialRow, TenantConfigRow
 
@@ -111,6 +113,9 @@ def test_the_row_mapper_covers_every_column():
 async def read_every_way(db: Database, db_url: str, tenant: str) -> dict[str, TenantConfig | None]:
     """The config as each read path returns it."""
     got: dict[str, TenantConfig | None] = {"read_config": await db.read_config(tenant)}
+    got["engine"] = rows.config_from_rows(
+        tenant, await read_rows(db.engine, rows.READ_CONFIG, {"tenant_id": tenant})
+    )
     async with db.unit_of_work() as uow:
         got["unit of work"] = await uow.configs.get(tenant)
     async with db.unit_of_work(write=True) as uow:
@@ -125,14 +130,15 @@ async def read_every_way(db: Database, db_url: str, tenant: str) -> dict[str, Te
 
 
 async def test_every_field_round_trips_through_every_read_path(db, db_url):
-    # read_config is the SQLite fast reader on SQLite, a plain connection on PostgreSQL.
+    # read_config is the fast reader of each: plain sqlite3, or asyncpg's own pool.
     assert isinstance(db._sqlite_reader, SqliteReader) is db.is_sqlite
+    assert isinstance(db._pg_reader, PostgresReader) is (not db.is_sqlite)
     first = every_field_set("acme", 1, "a")
     async with db.unit_of_work(write=True) as uow:
         await uow.configs.save(first, previous=TenantConfig("acme"), key_ids={})
         await uow.commit()
     paths = await read_every_way(db, db_url, "acme")
-    assert len(paths) == (4 if db.is_sqlite else 3)
+    assert len(paths) == (5 if db.is_sqlite else 4)
     for path, got in paths.items():
         assert got == first, path
         assert got.update_time.utcoffset().total_seconds() == 0, path

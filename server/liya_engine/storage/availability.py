@@ -7,7 +7,9 @@ Two kinds of evidence:
 
 - the driver's own classes: SQLAlchemy's ``OperationalError`` and
   ``InterfaceError`` (SQLite's locked, read-only or full database; a dropped
-  connection), an invalidated connection, OS errors and timeouts;
+  connection), an invalidated connection, OS errors and timeouts, and
+  asyncpg's error for a connection that was lost (the PostgreSQL fast reader
+  uses asyncpg directly);
 - PostgreSQL's SQLSTATE, which asyncpg keeps on its exceptions and SQLAlchemy
   on the error it wraps them in (``orig.sqlstate``). asyncpg maps most states
   to a generic error class, so the state is what says "unavailable". The
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -57,6 +60,8 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
         return True
+    if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
+        return True  # asyncpg on a connection that was lost (``pg_reader``)
     state = sqlstate(exc)
     return state is not None and (state[:2] in UNAVAILABLE_CLASSES or state in UNAVAILABLE_STATES)
 

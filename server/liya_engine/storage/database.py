@@ -21,6 +21,7 @@ from liya_engine.storage import migrations, readiness
 from liya_engine.storage.availability import read_rows
 from liya_engine.storage.key_health import HealthTable
 from liya_engine.storage.notify import ChangeListener
+from liya_engine.storage.pg_reader import PostgresReader
 from liya_engine.storage.readiness import DatabaseState
 from liya_engine.storage.rows import READ_CONFIG, config_from_rows
 from liya_engine.storage.salts import SaltTable
@@ -48,13 +49,18 @@ class Database:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         path = engines.sqlite_file(self.engine)
         self._sqlite_reader = SqliteReader(path) if path is not None else None
+        dialect = self.engine.dialect.name
+        self._pg_reader = PostgresReader(lambda: self.engine) if dialect == "postgresql" else None
         self._health = HealthTable(lambda: self.engine)
 
     async def read_config(self, tenant_id: str) -> TenantConfig | None:
-        """The stored config, or None: one query on a plain connection, no
-        session or explicit transaction (reads need neither)."""
+        """The stored config, or None: one query, no session or explicit
+        transaction (reads need neither), on the fast reader of SQLite or
+        PostgreSQL (``sqlite_reader``, ``pg_reader``), else on the engine."""
         if self._sqlite_reader is not None:
             return config_from_rows(tenant_id, await self._sqlite_reader.read(tenant_id))
+        if self._pg_reader is not None:
+            return config_from_rows(tenant_id, await self._pg_reader.read(tenant_id))
         found = await read_rows(self.engine, READ_CONFIG, {"tenant_id": tenant_id})
         return config_from_rows(tenant_id, found)
 
@@ -108,9 +114,11 @@ class Database:
         )
 
     async def dispose(self) -> None:
-        """Close the SQLite reader and every pooled connection."""
+        """Close the fast reader and every pooled connection."""
         if self._sqlite_reader is not None:
             self._sqlite_reader.close()
+        if self._pg_reader is not None:
+            await self._pg_reader.close()
         await self.engine.dispose()
 
     async def listen_for_changes(
