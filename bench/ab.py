@@ -18,8 +18,13 @@ from common import BenchError, log
 from harness import Bench
 from report import summarise
 
-SCENARIO = "G"
+SCENARIO = "G"  # the default; ``--ab-scenario`` chooses
 CONCURRENCY = 16
+
+
+def scenario_of(bench: Bench) -> str:
+    """The scenario the comparison's blocks run (``--ab-scenario``)."""
+    return getattr(bench.args, "ab_scenario", None) or SCENARIO
 
 
 @dataclass
@@ -74,9 +79,10 @@ def alternate(
     measured; ``after_warm_up`` runs next), then ``--rounds`` rounds of one
     warm G block on each, off first in even rounds and on first in odd ones."""
     args = bench.args
+    scenario = scenario_of(bench)
     for which in ("off", "on"):
         use(bench, servers[which])
-        checked(run_block(bench, SCENARIO, CONCURRENCY, warm=0.3, window=0.5), f"{name} {which}")
+        checked(run_block(bench, scenario, CONCURRENCY, warm=0.3, window=0.5), f"{name} {which}")
     if after_warm_up is not None:
         after_warm_up()
     blocks: dict[str, list[Block]] = {"off": [], "on": []}
@@ -84,7 +90,7 @@ def alternate(
         for which in ("off", "on") if r % 2 == 0 else ("on", "off"):
             use(bench, servers[which])
             block = run_block(
-                bench, SCENARIO, CONCURRENCY, warm=args.warm, window=args.window, round_no=r + 1
+                bench, scenario, CONCURRENCY, warm=args.warm, window=args.window, round_no=r + 1
             )
             blocks[which].append(checked(block, f"{name} {which}"))
         log(f"round {r + 1}/{args.rounds} done")
@@ -94,7 +100,8 @@ def alternate(
 def pair_figures(blocks: dict[str, list[Block]]) -> dict[str, Any]:
     """Each side's pooled figures, and what "on" adds to "off": overall, in µs
     per call, per round and for the median round."""
-    figures: dict[str, Any] = {"scenario": SCENARIO, "concurrency": CONCURRENCY}
+    scenario = next(b.scenario for measured in blocks.values() for b in measured)
+    figures: dict[str, Any] = {"scenario": scenario, "concurrency": CONCURRENCY}
     for which, measured in blocks.items():
         pooled = summarise(measured)
         figures[which] = {
@@ -148,7 +155,7 @@ def describe_paired(figures: dict[str, Any]) -> str:
 
 def print_sides(title: str, column: str, figures: dict[str, Any]) -> None:
     """The two sides as a Markdown table under ``title``."""
-    print(f"\n{title}: warm {SCENARIO} at c{CONCURRENCY}, blocks interleaved")
+    print(f"\n{title}: warm {figures['scenario']} at c{CONCURRENCY}, blocks interleaved")
     print(f"| {column} | calls | server CPU ms/req (per round) | req/s | p50 ms | p99 ms |")
     print("| --- | --- | --- | --- | --- | --- |")
     for which in ("off", "on"):

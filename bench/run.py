@@ -138,6 +138,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="only this checkout's server against the one in DIR (same schema), as --tracing",
     )
+    p.add_argument(
+        "--ab-scenario",
+        choices=("G", "S"),
+        default="G",
+        help="the blocks --tracing, --ledger, --health and --ab-baseline alternate: warm G "
+        "(default) or S, streams (server CPU per stream of 20 chunks)",
+    )
     hold_overload.add_arguments(p)
     overload_ab.add_arguments(p)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, db)")

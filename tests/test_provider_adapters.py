@@ -470,6 +470,24 @@ async def test_stream_timeout_covers_the_whole_stream(fake, adapters, provider):
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+async def test_the_stream_budget_never_interrupts_the_consumer(fake, adapters, provider):
+    # The budget runs out while the consumer holds a delta (at the stream's
+    # yield): the consumer's own await is not cancelled; the stream's next
+    # read ends it with ProviderTimedOut.
+    fake.fail(provider, "slow_stream", chunk_delay=0.05)
+    stream = adapters[provider].stream(
+        creds_for(fake, provider), make_request(provider, timeout=0.5)
+    )
+    first = await anext(stream)
+    assert isinstance(first, StreamDelta)
+    await asyncio.sleep(0.8)  # past the budget, in the consumer's hands
+    with pytest.raises(ProviderTimedOut):
+        async for _ in stream:
+            pass
+    await fake.wait_for(lambda f: f.last_request.client_disconnected, within=3)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 async def test_cancelled_call_cancels_the_provider_request(fake, adapters, provider):
     fake.fail(provider, "slow", delay=10)
     task = asyncio.create_task(

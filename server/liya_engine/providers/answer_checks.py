@@ -41,10 +41,11 @@ MAX_TOKEN_COUNT = 10**9
 #: defaults alike); 64 KiB are left for the rest of the reply (usage, ids).
 MAX_ANSWER_BYTES = 4 * 1024 * 1024 - 64 * 1024
 
-# What parsing an answer raises when the answer is not what the API promises:
-# bad JSON (ValueError), absurd nesting (RecursionError), a value of the wrong
-# type met by the code reading it.
-_PARSE_FAILURES = (
+#: What parsing an answer raises when the answer is not what the API promises:
+#: bad JSON (ValueError), absurd nesting (RecursionError), a value of the wrong
+#: type met by the code reading it. ``reading`` turns them into
+#: ``MalformedAnswer``; so does a stream's read loop, inline (it runs per chunk).
+PARSE_FAILURES = (
     ValueError,
     RecursionError,
     UnicodeError,
@@ -71,7 +72,7 @@ def reading(provider: str) -> Iterator[None]:
         yield
     except MalformedAnswer:
         raise
-    except _PARSE_FAILURES as exc:
+    except PARSE_FAILURES as exc:
         raise MalformedAnswer(provider) from exc
 
 

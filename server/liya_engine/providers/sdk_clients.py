@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 import httpx2
 
 from liya_engine.config.endpoints import EndpointPolicy
-from liya_engine.errors import IncompleteAnswer, ProviderError
+from liya_engine.errors import IncompleteAnswer, MalformedAnswer, ProviderError
 from liya_engine.inference.estimate import estimate_prompt_tokens, estimate_text_tokens
 from liya_engine.providers import answer_checks
 from liya_engine.providers.base import (
@@ -221,25 +221,31 @@ class PooledAdapter(Generic[ClientT]):
         deadline = asyncio.get_running_loop().time() + request.timeout
         upstream: Any = None
         error: ProviderError | None = None
+        name = self.name
         try:
-            async with asyncio.timeout_at(deadline):
+            # One timer for the whole stream, armed only while a read is under
+            # way: a timeout must not fire while the consumer holds control
+            # (at a yield). Re-arming it costs a fraction of a new
+            # ``asyncio.timeout_at`` per chunk.
+            async with asyncio.timeout_at(deadline) as budget:
                 upstream = await self._open_stream(client, creds, request)
-            state = StreamState(model=request.model)
-            iterator = upstream.__aiter__()
-            while True:
-                # The budget wraps each read, never a yield: a timeout must not
-                # fire while the consumer holds control.
-                async with asyncio.timeout_at(deadline):
+                state = StreamState(model=request.model)
+                iterator = upstream.__aiter__()
+                while True:
+                    budget.reschedule(deadline)
                     try:
-                        with answer_checks.reading(self.name):
-                            event = await iterator.__anext__()
+                        event = await iterator.__anext__()
+                        budget.reschedule(None)
+                        text = self._on_event(state, event)
                     except StopAsyncIteration:
                         break
-                with answer_checks.reading(self.name):
-                    text = self._on_event(state, event)
-                if text:
-                    state.text_chars += len(text)
-                    yield StreamDelta(text)
+                    except MalformedAnswer:
+                        raise
+                    except answer_checks.PARSE_FAILURES as exc:
+                        raise MalformedAnswer(name) from exc
+                    if text:
+                        state.text_chars += len(text)
+                        yield StreamDelta(text)
             if not state.finished:
                 # A clean end without the final event (a proxy closing the
                 # stream, an HTML page served with 200) is still a failure.
