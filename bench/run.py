@@ -140,10 +140,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--ab-scenario",
-        choices=("G", "S"),
+        choices=("G", "R", "S"),
         default="G",
         help="the blocks --tracing, --ledger, --health and --ab-baseline alternate: warm G "
-        "(default) or S, streams (server CPU per stream of 20 chunks)",
+        "(default), R (GetMaskedConfig) or S, streams (server CPU per stream of 20 chunks)",
     )
     hold_overload.add_arguments(p)
     overload_ab.add_arguments(p)

@@ -26,14 +26,16 @@ class ResolvedTenant:
     decrypted fails only the calls that need it.
     """
 
-    __slots__ = ("_cipher", "_keys", "config", "learned", "shown")
+    __slots__ = ("_cipher", "_keys", "config", "learned", "shown", "shown_with_health")
 
     def __init__(self, config: TenantConfig, cipher: KeyCipher) -> None:
         self.config = config
         self._cipher = cipher
         self._keys: dict[str, Secret] = {}
-        # The masked form built for GetMaskedConfig, kept with this version.
+        # The masked form built for GetMaskedConfig, kept with this version,
+        # and the last reply with health: (the health it shows, the reply).
         self.shown: object | None = None
+        self.shown_with_health: tuple[object, object] | None = None
         # Azure deployment -> the model its answers reported, read on first
         # need (``liya_engine.inference.learned``); None until then.
         self.learned: dict[str, str] | None = None
