@@ -1,15 +1,16 @@
 """Which driver errors mean the database cannot serve the call right now, the
 one ``StorageUnavailable`` they become (STORAGE_UNAVAILABLE, retryable), and
-``read_rows``, the one way a read runs (mapped so, and retried once on a
-connection the server had ended).
+``read_mapped``, the one way a read runs (mapped so, and retried once on a
+connection the server had ended): ``read_rows`` on the engine, the PostgreSQL
+fast reader on its own pool.
 
 Two kinds of evidence:
 
 - the driver's own classes: SQLAlchemy's ``OperationalError`` and
   ``InterfaceError`` (SQLite's locked, read-only or full database; a dropped
   connection), an invalidated connection, OS errors and timeouts, and
-  asyncpg's error for a connection that was lost (the PostgreSQL fast reader
-  uses asyncpg directly);
+  asyncpg's errors for a connection that was lost or that the server left in
+  a broken state (the PostgreSQL fast reader uses asyncpg directly);
 - PostgreSQL's SQLSTATE, which asyncpg keeps on its exceptions and SQLAlchemy
   on the error it wraps them in (``orig.sqlstate``). asyncpg maps most states
   to a generic error class, so the state is what says "unavailable". The
@@ -18,14 +19,16 @@ Two kinds of evidence:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from liya_engine.errors import StorageUnavailable
+
+T = TypeVar("T")
 
 #: SQLSTATE classes (first two characters) that mean the server cannot serve now.
 UNAVAILABLE_CLASSES = frozenset(
@@ -60,6 +63,8 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
         return True
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True  # asyncpg found the connection in a state the server left it in
     if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
         return True  # asyncpg on a connection that was lost (``pg_reader``)
     state = sqlstate(exc)
@@ -97,17 +102,28 @@ async def read_rows(
     finds one the server ended (a restart, a failover) runs once more, and by
     then SQLAlchemy has invalidated the whole pool, so on a new connection.
     """
+    return await read_mapped(lambda: _rows(engine, statement, params), again=_invalidated)
+
+
+async def read_mapped(read: Callable[[], Awaitable[T]], *, again: Callable[[Exception], bool]) -> T:
+    """``read()``, run once more when ``again(exc)`` says its failure was a
+    connection the server had ended; an unavailable database raises
+    ``unavailable()``. The one retry-and-mapping of every storage read."""
     try:
         try:
-            return await _rows(engine, statement, params)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
+            return await read()
+        except Exception as exc:
+            if not again(exc):
                 raise
-            return await _rows(engine, statement, params)
+            return await read()
     except Exception as exc:
         if is_unavailable(exc):
             raise unavailable() from None
         raise
+
+
+def _invalidated(exc: Exception) -> bool:
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 async def _rows(engine: AsyncEngine, statement: Any, params: Mapping[str, Any] | None) -> Sequence:

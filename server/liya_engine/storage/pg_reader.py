@@ -34,7 +34,7 @@ from collections.abc import Callable
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from liya_engine.storage.availability import is_unavailable, unavailable
+from liya_engine.storage.availability import is_unavailable, read_mapped
 from liya_engine.storage.rows import READ_CONFIG
 
 #: Connections the read pool holds at most, beside the engine's own pool.
@@ -53,7 +53,7 @@ class PostgresReader:
         self._engine = engine
         self._pool: asyncpg.Pool | None = None
         self._pool_engine: AsyncEngine | None = None
-        self._opening: asyncio.Lock | None = None
+        self._opening = asyncio.Lock()
         self._sql = ""
         columns = READ_CONFIG.selected_columns
         self._row = namedtuple("ConfigRow", [c.key for c in columns])  # type: ignore[misc]
@@ -61,21 +61,7 @@ class PostgresReader:
     async def read(self, tenant_id: str) -> list[tuple]:
         """The rows of ``tenant_id``'s config; ``StorageUnavailable`` when the
         database cannot answer."""
-        for attempt in (1, 2):
-            try:
-                return await self._read(tenant_id)
-            except TimeoutError:
-                # The pool stayed busy, or no connection could be opened in
-                # time: waiting once more would double the wait.
-                raise unavailable() from None
-            except Exception as exc:
-                # InternalClientError: asyncpg's protocol found the connection
-                # in a state the server left it in when it ended it.
-                if not (is_unavailable(exc) or isinstance(exc, asyncpg.InternalClientError)):
-                    raise
-                if attempt == 2:
-                    raise unavailable() from None
-        raise AssertionError("unreachable")
+        return await read_mapped(lambda: self._read(tenant_id), again=_ended)
 
     async def _read(self, tenant_id: str) -> list[tuple]:
         pool = await self._current_pool()
@@ -94,8 +80,6 @@ class PostgresReader:
         engine = self._engine()
         if self._pool is not None and self._pool_engine is engine:
             return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
         async with self._opening:
             if self._pool is None or self._pool_engine is not engine:
                 await self._open(engine)
@@ -126,6 +110,13 @@ class PostgresReader:
         pool, self._pool, self._pool_engine = self._pool, None, None
         if pool is not None:
             await pool.close()
+
+
+def _ended(exc: Exception) -> bool:
+    """Whether a failed read is worth once more on a fresh connection: the
+    database looked unavailable, but not because the pool stayed busy or no
+    connection opened in time (waiting again would double the wait)."""
+    return is_unavailable(exc) and not isinstance(exc, TimeoutError)
 
 
 async def _nothing_to_reset(conn: asyncpg.Connection) -> None:

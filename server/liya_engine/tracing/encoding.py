@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common._internal import (
@@ -39,7 +39,6 @@ from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import (
     _SPAN_KIND_MAP,
     _encode_events,
     _encode_links,
-    _encode_status,
     _encode_trace_state,
     _span_flags,
 )
@@ -49,10 +48,11 @@ from opentelemetry.exporter.otlp.proto.http._common import (
 )
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PB2Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as PB2Status
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
-from opentelemetry.trace import SpanContext, Status
+from opentelemetry.trace import SpanContext
 
 # The SDK exporter's logger, so its operators' filters see the same lines.
 _logger = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
@@ -89,8 +89,7 @@ _FIXED32 = struct.Struct("<I").pack
 _DOUBLE = struct.Struct("<d").pack
 _INT64_MASK = (1 << 64) - 1
 
-#: Attribute pairs kept encoded. A table that fills is emptied and refilled,
-#: so values that stop coming (a model no longer used) do not hold memory.
+#: Encodings each of ``Encoder``'s tables keeps at most.
 PAIRS_KEPT = 4096
 
 
@@ -116,20 +115,43 @@ _FLAGS_LOCAL = _FLAGS + _FIXED32(_span_flags(None))
 _FLAGS_REMOTE = _FLAGS + _FIXED32(_span_flags(SpanContext(1, 1, is_remote=True)))
 
 
+class _Kept(dict):
+    """Encodings by what they encode, made by ``make(key)`` on first need. A
+    table that fills is emptied and refilled, so values that stop coming (a
+    model no longer used) do not hold memory. A hit is a plain dict lookup."""
+
+    def __init__(self, make: Callable[[Any], bytes]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Any) -> bytes:
+        if len(self) >= PAIRS_KEPT:
+            self.clear()
+        encoded = self[key] = self._make(key)
+        return encoded
+
+
 class Encoder:
     """Encodes batches of ended spans as an ``ExportTraceServiceRequest``.
 
-    Keeps what it encoded once (resources, scopes, status messages, attribute
-    pairs); one instance per exporter, used by its export thread only.
+    Keeps what it encoded once (resources, scopes, status messages, names,
+    attribute keys and pairs); one instance per exporter, used by its export
+    thread only.
     """
 
     def __init__(self) -> None:
-        self._pairs: dict[tuple[str, type, Any], bytes] = {}
-        self._resources: dict[Any, bytes] = {}
-        self._scopes: dict[Any, bytes] = {}
-        self._statuses: dict[tuple[int, str | None], bytes] = {}
-        self._names: dict[str, bytes] = {}
-        self._keys: dict[str, bytes] = {}
+        # (key, value's class, value) of a string or bool attribute.
+        self._pairs = _Kept(lambda pair: _attribute(self._keys[pair[0]], pair[0], pair[2]))
+        self._keys = _Kept(lambda key: _delimited(_KEY, key.encode()))
+        self._names = _Kept(lambda name: _delimited(_NAME, name.encode()))
+        # (status code, description).
+        self._statuses = _Kept(
+            lambda status: _delimited(
+                _STATUS, PB2Status(code=status[0], message=status[1]).SerializeToString()
+            )
+        )
+        self._resources = _Kept(lambda resource: _encode_resource(resource).SerializeToString())
+        self._scopes = _Kept(lambda scope: _encode_instrumentation_scope(scope).SerializeToString())
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The serialised request for ``spans``, grouped by resource, then scope
@@ -142,9 +164,9 @@ class Encoder:
             )
         out = []
         for resource, scopes in grouped.items():
-            body = [_delimited(_RESOURCE, self._resource(resource))]
+            body = [_delimited(_RESOURCE, self._resources[resource])]
             for scope, encoded in scopes.items():
-                parts = [_delimited(_SCOPE, self._scope(scope)), *encoded]
+                parts = [_delimited(_SCOPE, self._scopes[scope]), *encoded]
                 if scope is not None and scope.schema_url:
                     parts.append(_delimited(_SCHEMA_URL, scope.schema_url.encode()))
                 body.append(_delimited(_RESOURCE_SCOPE_SPANS, b"".join(parts)))
@@ -166,7 +188,7 @@ class Encoder:
         else:
             parts += (_PARENT_SPAN_ID, parent.span_id.to_bytes(8, "big"))
             flags = _FLAGS_REMOTE if parent.is_remote else _FLAGS_LOCAL
-        parts += (self._name(span.name), _KINDS[span.kind])
+        parts += (self._names[span.name], _KINDS[span.kind])
         if span.start_time:
             parts += (_START, _FIXED64(span.start_time))
         if span.end_time:
@@ -177,72 +199,21 @@ class Encoder:
             parts += (_DROPPED_ATTRIBUTES, _varint(span.dropped_attributes))
         if span.events or span.links or span.dropped_events or span.dropped_links:
             parts.append(_rare_fields(span))
-        parts += (self._status(span.status), flags)
+        status = span.status
+        parts += (self._statuses[status.status_code.value, status.description], flags)
         return b"".join(parts)
 
     def _pair(self, key: str, value: Any) -> bytes:
         kind = value.__class__
         if kind is str or kind is bool:
-            encoded = self._pairs.get((key, kind, value))
-            if encoded is None:
-                if len(self._pairs) >= PAIRS_KEPT:
-                    self._pairs.clear()
-                encoded = _delimited(_ATTRIBUTE, _key_value(key, value))
-                self._pairs[key, kind, value] = encoded
-            return encoded
-        if kind is int:  # token counts: too many values to keep, cheap to write
-            value_field = _INT_VALUE + _varint(value & _INT64_MASK)
-        elif kind is float:
-            value_field = _DOUBLE_VALUE + _DOUBLE(value)
-        else:
-            return _delimited(_ATTRIBUTE, _key_value(key, value))
-        return _delimited(_ATTRIBUTE, self._key(key) + _delimited(_VALUE, value_field))
-
-    def _key(self, key: str) -> bytes:
-        encoded = self._keys.get(key)
-        if encoded is None:
-            if len(self._keys) >= PAIRS_KEPT:
-                self._keys.clear()
-            encoded = self._keys[key] = _delimited(_KEY, key.encode())
-        return encoded
-
-    def _name(self, name: str) -> bytes:
-        encoded = self._names.get(name)
-        if encoded is None:
-            if len(self._names) >= PAIRS_KEPT:
-                self._names.clear()
-            encoded = self._names[name] = _delimited(_NAME, name.encode())
-        return encoded
-
-    def _status(self, status: Status) -> bytes:
-        key = (status.status_code.value, status.description)
-        encoded = self._statuses.get(key)
-        if encoded is None:
-            message = _encode_status(status).SerializeToString()
-            if len(self._statuses) >= PAIRS_KEPT:
-                self._statuses.clear()
-            encoded = self._statuses[key] = _delimited(_STATUS, message)
-        return encoded
-
-    def _resource(self, resource: Any) -> bytes:
-        encoded = self._resources.get(resource)
-        if encoded is None:
-            self._resources.clear()  # one resource per provider: a new one replaces it
-            encoded = self._resources[resource] = _encode_resource(resource).SerializeToString()
-        return encoded
-
-    def _scope(self, scope: Any) -> bytes:
-        encoded = self._scopes.get(scope)
-        if encoded is None:
-            if len(self._scopes) >= PAIRS_KEPT:
-                self._scopes.clear()
-            message = _encode_instrumentation_scope(scope)
-            encoded = self._scopes[scope] = message.SerializeToString()
-        return encoded
+            return self._pairs[key, kind, value]
+        # Numbers (token counts, costs): too many values to keep, cheap to write.
+        return _attribute(self._keys[key], key, value)
 
 
-def _key_value(key: str, value: Any) -> bytes:
-    """A ``KeyValue``'s encoding: scalars here, lists and maps by the exporter's encoder."""
+def _attribute(key_field: bytes, key: str, value: Any) -> bytes:
+    """A ``Span.attributes`` field: scalars here, lists and maps by the
+    exporter's encoder. ``key_field`` is ``key``'s encoding."""
     kind = value.__class__
     if kind is str:
         any_value = _delimited(_STRING_VALUE, value.encode())
@@ -253,8 +224,8 @@ def _key_value(key: str, value: Any) -> bytes:
     elif kind is float:
         any_value = _DOUBLE_VALUE + _DOUBLE(value)
     else:
-        return _encode_key_value(key, value).SerializeToString()
-    return _delimited(_KEY, key.encode()) + _delimited(_VALUE, any_value)
+        return _delimited(_ATTRIBUTE, _encode_key_value(key, value).SerializeToString())
+    return _delimited(_ATTRIBUTE, key_field + _delimited(_VALUE, any_value))
 
 
 def _rare_fields(span: ReadableSpan) -> bytes:
