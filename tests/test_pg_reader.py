@@ -6,9 +6,12 @@ field)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from liya_engine.config.model import StoredProvider, TenantConfig
@@ -67,4 +70,42 @@ async def test_the_reader_follows_the_engine_and_maps_an_outage(postgres_url):
         point_at(good)
         assert (await db.read_config("acme")).mode == "byok"
     finally:
+        await db.dispose()
+
+
+async def test_a_read_whose_connection_the_server_ends_mid_query_runs_again(postgres_url):
+    # The server ends the connection while the read waits on it (a failover
+    # in the middle of a query). asyncpg has then already taken the broken
+    # connection out of the pool, so the reader must not fail on giving it
+    # back: the read runs once more, on a new connection, and answers.
+    db = Database(postgres_url)
+    url = make_url(postgres_url)
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        await db.migrate()
+        await saved(db, "acme")
+        assert (await db.read_config("acme")).mode == "byok"
+        lock = admin.transaction()
+        await lock.start()
+        await admin.execute("LOCK TABLE tenant_configs IN ACCESS EXCLUSIVE MODE")
+        read = asyncio.create_task(db.read_config("acme"))
+        pid = None
+        for _ in range(200):
+            pid = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if pid is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert pid is not None, "the read never waited on the lock"
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await lock.commit()
+        got = await asyncio.wait_for(read, 15)
+        assert got.mode == "byok"
+        assert got.providers["openai"].default_model == "m"
+    finally:
+        await admin.close()
         await db.dispose()

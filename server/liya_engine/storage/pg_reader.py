@@ -27,6 +27,7 @@ key health, the ledger, migrations) stays on the engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import namedtuple
 from collections.abc import Callable
@@ -70,8 +71,13 @@ class PostgresReader:
                 records = await conn.fetch(self._sql, tenant_id)
             except BaseException:
                 # A connection whose read failed is never given back for reuse:
-                # its state is unknown, and no reset query would find out.
-                conn.terminate()
+                # its state is unknown, and no reset query would find out. One
+                # the server ended mid-read asyncpg has already taken out of
+                # the pool, and its proxy refuses every call with
+                # InterfaceError: nothing left to terminate, and the read's own
+                # failure is what the caller must see.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
                 raise
         row = self._row
         return [row(*record) for record in records]
