@@ -260,6 +260,26 @@ async def test_azure_wire_request(fake, adapters):
     assert seen.body["max_completion_tokens"] == 64
 
 
+async def test_each_azure_call_goes_to_its_own_deployment_and_version(fake, adapters):
+    # The clients and the shared pool keep the URLs they parsed: calls to
+    # other deployments and API versions on the same endpoint, in turns, must
+    # each still reach their own path and carry their own version.
+    fake.set_deployments({"dep-a": "gpt-4o-mini-2024-07-18", "dep-b": "gpt-4o-2024-08-06"})
+    turns = [("dep-a", AZURE_VERSION), ("dep-b", AZURE_VERSION), ("dep-a", "2025-01-01")] * 2
+    for deployment, version in turns:
+        request = make_request("azure", model=deployment)
+        creds = creds_for(fake, "azure", api_version=version)
+        if deployment == "dep-b":
+            async for _event in adapters["azure"].stream(creds, request):
+                pass
+        else:
+            await adapters["azure"].complete(creds, request)
+        seen = fake.last_request
+        assert seen.path == f"/openai/deployments/{deployment}/chat/completions"
+        assert seen.query["api-version"] == version
+        assert seen.deployment == deployment
+
+
 async def test_azure_old_api_version_streams_with_estimated_usage(fake, adapters):
     creds = creds_for(fake, "azure", api_version="2024-02-15-preview")
     request = make_request("azure")
