@@ -30,6 +30,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Generic, TypeVar
 
 import httpx2
+from aiohttp.helpers import TimerContext
 
 from liya_engine.config.endpoints import EndpointPolicy
 from liya_engine.errors import IncompleteAnswer, MalformedAnswer, ProviderError
@@ -238,34 +239,37 @@ class PooledAdapter(Generic[ClientT]):
         Closing this generator early closes the upstream response.
         """
         client = self.client_for(creds)
-        deadline = asyncio.get_running_loop().time() + request.timeout
+        loop = asyncio.get_running_loop()
+        # The budget for the whole stream: one timer, and a read interrupted
+        # only while it is under way. Expired while the consumer holds control
+        # (at a yield), it interrupts nothing and the next read raises
+        # TimeoutError at once. aiohttp's own timer context does exactly that
+        # for its reads; an ``asyncio.timeout`` re-armed around every read
+        # cost about a tenth of a slow stream's CPU.
+        budget = TimerContext(loop)
+        expiry = loop.call_at(loop.time() + request.timeout, budget.timeout)
         upstream: Any = None
         error: ProviderError | None = None
         name = self.name
         try:
-            # One timer for the whole stream, armed only while a read is under
-            # way: a timeout must not fire while the consumer holds control
-            # (at a yield). Re-arming it costs a fraction of a new
-            # ``asyncio.timeout_at`` per chunk.
-            async with asyncio.timeout_at(deadline) as budget:
+            with budget:
                 upstream = await self._open_stream(client, creds, request)
-                state = StreamState(model=request.model)
-                iterator = upstream.__aiter__()
-                while True:
-                    budget.reschedule(deadline)
-                    try:
+            state = StreamState(model=request.model)
+            iterator = upstream.__aiter__()
+            while True:
+                try:
+                    with budget:
                         event = await iterator.__anext__()
-                        budget.reschedule(None)
-                        text = self._on_event(state, event)
-                    except StopAsyncIteration:
-                        break
-                    except MalformedAnswer:
-                        raise
-                    except answer_checks.PARSE_FAILURES as exc:
-                        raise MalformedAnswer(name) from exc
-                    if text:
-                        state.text_chars += len(text)
-                        yield StreamDelta(text)
+                    text = self._on_event(state, event)
+                except StopAsyncIteration:
+                    break
+                except MalformedAnswer:
+                    raise
+                except answer_checks.PARSE_FAILURES as exc:
+                    raise MalformedAnswer(name) from exc
+                if text:
+                    state.text_chars += len(text)
+                    yield StreamDelta(text)
             if not state.finished:
                 # A clean end without the final event (a proxy closing the
                 # stream, an HTML page served with 200) is still a failure.
@@ -277,6 +281,7 @@ class PooledAdapter(Generic[ClientT]):
             if error is None:
                 raise
         finally:
+            expiry.cancel()
             if upstream is not None:
                 await upstream.close()
         raise error
@@ -329,8 +334,12 @@ class PooledAdapter(Generic[ClientT]):
     # --------------------------------------------------------------- helpers
 
     def _sdk_timeout(self, request: ProviderRequest) -> httpx2.Timeout:
-        # Connecting should not be allowed to eat the whole budget.
-        return httpx2.Timeout(request.timeout, connect=min(request.timeout, self._connect_timeout))
+        # Connecting should not be allowed to eat the whole budget. No read
+        # timeout: the call's budget covers every read already (it starts
+        # first and is as long), and a read timer is re-armed on every packet.
+        return httpx2.Timeout(
+            request.timeout, connect=min(request.timeout, self._connect_timeout), read=None
+        )
 
     def _stream_end(self, state: StreamState, request: ProviderRequest) -> StreamEnd:
         # Usage missing (e.g. an Azure API version without stream usage):
