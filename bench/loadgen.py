@@ -27,6 +27,8 @@ import overload
 import streams
 from common import CALL_TIMEOUT, MAX_TOKENS, MODEL, PROMPT, WARM_TENANT, cold_tenant, describe
 
+from liya_engine.heap import settle_heap
+
 
 def client_main(conn: Any, cfg: dict[str, Any]) -> None:
     """Entry point of a client worker: serve jobs from ``conn`` until EOF."""
@@ -42,6 +44,10 @@ class _Exhausted(Exception):
 async def _client_loop(conn: Any, cfg: dict[str, Any]) -> None:
     """Answer one job at a time; a failed job answers ``ok: False`` and the loop goes on."""
     client = LoadClient(cfg)
+    # The service's collector settings: a client that pauses for a full
+    # collection while a thousand streams are open would charge the pause to
+    # the server's latency.
+    settle_heap()
     loop = asyncio.get_running_loop()
     try:
         while True:

@@ -127,9 +127,6 @@ def compare(bench: Bench) -> dict[str, Any]:
 FLOOR_CALLS = 2048
 FLOOR_BATCH = 512
 FLOOR_REPEATS = 5
-# The server's collector thresholds (``liya_engine.app.GC_THRESHOLDS``): the
-# SDK's and the encoder's allocations cost what they cost there.
-SERVER_GC_THRESHOLDS = (10_000, 20, 100)
 
 
 def sdk_floor(sink: Sink) -> dict[str, float]:
@@ -145,6 +142,7 @@ def sdk_floor(sink: Sink) -> dict[str, float]:
     from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
     import liya_engine.tracing as tracing
+    from liya_engine.heap import GC_THRESHOLDS
     from liya_engine.tracing import provider as provider_spans
     from liya_engine.tracing import server as server_spans
     from liya_engine.tracing.encoding import Encoder, SpanExporter
@@ -177,7 +175,9 @@ def sdk_floor(sink: Sink) -> dict[str, float]:
     best = dict.fromkeys(("spans", "encode", "encode_sdk", "export"), float("inf"))
     thresholds = gc.get_threshold()
     tracing.TRACER = provider.get_tracer("liya_engine")
-    gc.set_threshold(*SERVER_GC_THRESHOLDS)
+    # The server's collector thresholds: the SDK's and the encoder's
+    # allocations cost what they cost there.
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         for _ in range(FLOOR_REPEATS):
             ended.clear()

@@ -30,8 +30,9 @@ from helpers import (
     stubs_for,
 )
 from liya.engine.v1 import config_service_pb2 as cpb
-from liya_engine.app import GC_THRESHOLDS, log_settings_in_effect, settle_heap
+from liya_engine.app import log_settings_in_effect
 from liya_engine.fakes import bind_refused_port
+from liya_engine.heap import GC_THRESHOLDS, settle_heap
 from liya_engine.settings import Settings
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ from liya_engine.api.calls import CallGuard
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
 from liya_engine.api.usage_servicer import UsageServicer
+from liya_engine.heap import settle_heap
 from liya_engine.http.server import HttpSurface
 from liya_engine.overload import (
     PROVIDER_CALLING_METHODS,
@@ -49,10 +49,6 @@ SERVICE_NAMES = (
     usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
 )
 LIVENESS_SERVICE = "liveness"  # health name that stays SERVING while the process runs
-# Young collections every 10,000 net allocations instead of 700, and a full one
-# only after 100 middle ones (and, as always, once the old generation has grown
-# by a quarter). See settle_heap.
-GC_THRESHOLDS = (10_000, 20, 100)
 
 
 def metrics_address_for_worker(address: str, worker_index: int) -> str:
@@ -308,24 +304,6 @@ def log_settings_in_effect(settings: Settings) -> None:
             "setting on: tenants' Azure endpoints may resolve to private addresses "
             "(LIYA_AZURE_ALLOW_PRIVATE_ADDRESSES=true, for Private Link only)"
         )
-
-
-def settle_heap() -> int:
-    """Freeze what start-up allocated and make full collections rare; return
-    how many objects were frozen.
-
-    A full collection scans every tracked object and stops the process while
-    it does: with the start-up heap (modules, classes, the catalog: about
-    300,000 objects) and a few thousand cached tenants it took 0.2 s, a pause
-    every caller in flight waits through. Frozen objects are never scanned
-    again (they live as long as the process anyway), and with the thresholds
-    above no full collection ran during a whole benchmark run. Reference
-    counting still frees everything that is not in a cycle at once.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    return gc.get_freeze_count()
 
 
 async def serve_forever(

@@ -33,6 +33,7 @@ from liya_engine.fakes.failures import FailureRules
 from liya_engine.fakes.recording import RecordedRequest
 from liya_engine.fakes.replies import Cut, WireFormat
 from liya_engine.fakes.served import served_model
+from liya_engine.heap import settle_heap
 
 PROVIDER_NAMES: tuple[str, ...] = ("openai", "anthropic", "azure")
 WIRE_FORMATS: dict[str, WireFormat] = {
@@ -325,6 +326,10 @@ def main_forever(host: str = "127.0.0.1", port: int = 8090) -> None:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         async with FakeProviders.start(host, port) as fake:
+            # The service's collector settings: a provider does not stop for a
+            # whole-heap scan while a thousand streams are open, so its stand-in
+            # should not either.
+            settle_heap()
             print(f"fake providers listening on {fake.base_url}", flush=True)
             print(f"  LIYA_OPENAI_BASE_URL={fake.openai_base_url}", flush=True)
             print(f"  LIYA_ANTHROPIC_BASE_URL={fake.anthropic_base_url}", flush=True)
