@@ -691,6 +691,22 @@ async def test_each_call_carries_its_own_tenants_key(fake, adapters, provider):
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+async def test_the_read_timeout_is_announced_as_the_sdk_announces_it(fake, adapters, provider):
+    # The SDKs tell the provider how long they wait for an answer
+    # (X-Stainless-Read-Timeout, from the read timeout). The service sets no
+    # read timeout of its own (the call's budget bounds every read), so it
+    # sends the header itself, with the budget, on plain calls and streams.
+    request = make_request(provider, timeout=7.5)
+    await adapters[provider].complete(creds_for(fake, provider), request)
+    plain = {k.lower(): v for k, v in fake.last_request.headers.items()}
+    async for _event in adapters[provider].stream(creds_for(fake, provider), request):
+        pass
+    streamed = {k.lower(): v for k, v in fake.last_request.headers.items()}
+    assert plain["x-stainless-read-timeout"] == "7.5"
+    assert streamed["x-stainless-read-timeout"] == "7.5"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 async def test_the_key_travels_in_the_header_the_sdk_itself_uses(fake, adapters, provider):
     key = KEYS[provider]
     http = adapters[provider].http_client

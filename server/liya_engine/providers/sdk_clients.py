@@ -164,7 +164,7 @@ class PooledAdapter(Generic[ClientT]):
 
     Subclasses set ``name`` and implement ``_new_client``, ``_create``,
     ``_to_result``, ``_open_stream`` and ``_on_event``; ``_create`` and
-    ``_open_stream`` send ``key_headers(creds)`` with their request.
+    ``_open_stream`` send ``request_headers(creds, request)`` with their request.
 
     ``endpoints`` (for an owned pool) is the policy deciding which peer
     addresses it connects to, whatever DNS says: Azure's adapter gets the Azure
@@ -212,6 +212,14 @@ class PooledAdapter(Generic[ClientT]):
         """The header carrying the tenant's key, as the SDK would send it: a
         bearer token for both SDKs' own APIs (Azure overrides this)."""
         return {"Authorization": f"Bearer {creds.api_key.reveal()}"}
+
+    def request_headers(self, creds: Credentials, request: ProviderRequest) -> dict[str, str]:
+        """The headers a request adds to the SDK's own: the tenant's key, and
+        the read timeout the SDK itself announces (``_sdk_timeout`` sets none,
+        so the SDK would leave the header out)."""
+        headers = self.key_headers(creds)
+        headers["X-Stainless-Read-Timeout"] = str(request.timeout)
+        return headers
 
     async def complete(self, creds: Credentials, request: ProviderRequest) -> ProviderResult:
         """Run one completion; raise a ``ProviderError`` subclass on failure."""
