@@ -141,7 +141,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ab-scenario",
         choices=("G", "R", "S"),
-        default="G",
         help="the blocks --tracing, --ledger, --health and --ab-baseline alternate: warm G "
         "(default), R (GetMaskedConfig) or S, streams (server CPU per stream of 20 chunks)",
     )

@@ -41,11 +41,10 @@ MAX_TOKEN_COUNT = 10**9
 #: defaults alike); 64 KiB are left for the rest of the reply (usage, ids).
 MAX_ANSWER_BYTES = 4 * 1024 * 1024 - 64 * 1024
 
-#: What parsing an answer raises when the answer is not what the API promises:
-#: bad JSON (ValueError), absurd nesting (RecursionError), a value of the wrong
-#: type met by the code reading it. ``reading`` turns them into
-#: ``MalformedAnswer``; so does a stream's read loop, inline (it runs per chunk).
-PARSE_FAILURES = (
+# What parsing an answer raises when the answer is not what the API promises:
+# bad JSON (ValueError), absurd nesting (RecursionError), a value of the wrong
+# type met by the code reading it.
+_PARSE_FAILURES = (
     ValueError,
     RecursionError,
     UnicodeError,
@@ -65,15 +64,27 @@ def decoding(provider: str) -> Iterator[None]:
         raise MalformedAnswer(provider) from exc
 
 
-@contextmanager
-def reading(provider: str) -> Iterator[None]:
-    """Parse failures inside the block become ``MalformedAnswer(provider)``."""
-    try:
-        yield
-    except MalformedAnswer:
-        raise
-    except PARSE_FAILURES as exc:
-        raise MalformedAnswer(provider) from exc
+class reading:  # used as a function: ``with reading(provider):``
+    """Parse failures inside the block become ``MalformedAnswer(provider)``.
+
+    A class rather than a ``contextlib.contextmanager``: a stream enters it for
+    every chunk, and one instance serves every block of a stream.
+    """
+
+    __slots__ = ("provider",)
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc is not None and not isinstance(exc, MalformedAnswer):
+            if isinstance(exc, _PARSE_FAILURES):
+                raise MalformedAnswer(self.provider) from exc
 
 
 def token_count(provider: str, value: Any) -> int | None:

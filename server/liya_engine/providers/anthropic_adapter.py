@@ -83,7 +83,7 @@ class AnthropicAdapter(PooledAdapter[anthropic.AsyncAnthropic]):
         return await client.messages.create(
             **anthropic_params(request),
             timeout=self._sdk_timeout(request),
-            extra_headers=self.request_headers(creds, request),
+            extra_headers=self.key_headers(creds),
         )
 
     def _to_result(self, raw: Any, request: ProviderRequest) -> ProviderResult:
@@ -118,10 +118,7 @@ class AnthropicAdapter(PooledAdapter[anthropic.AsyncAnthropic]):
             "/v1/messages",
             body=body,
             cast_to=object,
-            options={
-                "timeout": self._sdk_timeout(request),
-                "headers": self.request_headers(creds, request),
-            },
+            options={"timeout": self._sdk_timeout(request), "headers": self.key_headers(creds)},
             stream=True,
             stream_cls=anthropic.AsyncStream[object],
         )

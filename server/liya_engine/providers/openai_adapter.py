@@ -64,7 +64,7 @@ class OpenAIAdapter(PooledAdapter[openai.AsyncOpenAI]):
             "model": request.model,
             "messages": chat_messages(request),
             "timeout": self._sdk_timeout(request),
-            "extra_headers": self.request_headers(creds, request),
+            "extra_headers": self.key_headers(creds),
             **self._token_limit(creds, request),
         }
         if request.temperature is not None:

@@ -33,7 +33,7 @@ import httpx2
 from aiohttp.helpers import TimerContext
 
 from liya_engine.config.endpoints import EndpointPolicy
-from liya_engine.errors import IncompleteAnswer, MalformedAnswer, ProviderError
+from liya_engine.errors import IncompleteAnswer, ProviderError
 from liya_engine.inference.estimate import estimate_prompt_tokens, estimate_text_tokens
 from liya_engine.providers import answer_checks
 from liya_engine.providers.base import (
@@ -164,7 +164,7 @@ class PooledAdapter(Generic[ClientT]):
 
     Subclasses set ``name`` and implement ``_new_client``, ``_create``,
     ``_to_result``, ``_open_stream`` and ``_on_event``; ``_create`` and
-    ``_open_stream`` send ``request_headers(creds, request)`` with their request.
+    ``_open_stream`` send ``key_headers(creds)`` with their request.
 
     ``endpoints`` (for an owned pool) is the policy deciding which peer
     addresses it connects to, whatever DNS says: Azure's adapter gets the Azure
@@ -213,14 +213,6 @@ class PooledAdapter(Generic[ClientT]):
         bearer token for both SDKs' own APIs (Azure overrides this)."""
         return {"Authorization": f"Bearer {creds.api_key.reveal()}"}
 
-    def request_headers(self, creds: Credentials, request: ProviderRequest) -> dict[str, str]:
-        """The headers a request adds to the SDK's own: the tenant's key, and
-        the read timeout the SDK itself announces (``_sdk_timeout`` sets none,
-        so the SDK would leave the header out)."""
-        headers = self.key_headers(creds)
-        headers["X-Stainless-Read-Timeout"] = str(request.timeout)
-        return headers
-
     async def complete(self, creds: Credentials, request: ProviderRequest) -> ProviderResult:
         """Run one completion; raise a ``ProviderError`` subclass on failure."""
         client = self.client_for(creds)
@@ -258,23 +250,20 @@ class PooledAdapter(Generic[ClientT]):
         expiry = loop.call_at(loop.time() + request.timeout, budget.timeout)
         upstream: Any = None
         error: ProviderError | None = None
-        name = self.name
+        reads = answer_checks.reading(self.name)
         try:
             with budget:
                 upstream = await self._open_stream(client, creds, request)
             state = StreamState(model=request.model)
             iterator = upstream.__aiter__()
             while True:
-                try:
-                    with budget:
-                        event = await iterator.__anext__()
+                with reads:
+                    try:
+                        with budget:
+                            event = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
                     text = self._on_event(state, event)
-                except StopAsyncIteration:
-                    break
-                except MalformedAnswer:
-                    raise
-                except answer_checks.PARSE_FAILURES as exc:
-                    raise MalformedAnswer(name) from exc
                 if text:
                     state.text_chars += len(text)
                     yield StreamDelta(text)
@@ -342,12 +331,8 @@ class PooledAdapter(Generic[ClientT]):
     # --------------------------------------------------------------- helpers
 
     def _sdk_timeout(self, request: ProviderRequest) -> httpx2.Timeout:
-        # Connecting should not be allowed to eat the whole budget. No read
-        # timeout: the call's budget covers every read already (it starts
-        # first and is as long), and a read timer is re-armed on every packet.
-        return httpx2.Timeout(
-            request.timeout, connect=min(request.timeout, self._connect_timeout), read=None
-        )
+        # Connecting should not be allowed to eat the whole budget.
+        return httpx2.Timeout(request.timeout, connect=min(request.timeout, self._connect_timeout))
 
     def _stream_end(self, state: StreamState, request: ProviderRequest) -> StreamEnd:
         # Usage missing (e.g. an Azure API version without stream usage):
