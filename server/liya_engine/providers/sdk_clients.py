@@ -46,6 +46,7 @@ from liya_engine.providers.base import (
     StreamEvent,
 )
 from liya_engine.providers.classify import classify_error
+from liya_engine.providers.direct_client import DirectClient
 from liya_engine.providers.pool import PoolLimits
 from liya_engine.providers.transport import AiohttpTransport
 
@@ -74,13 +75,16 @@ def new_http_client(
 ) -> httpx2.AsyncClient:
     """The connection pool one adapter shares between all its SDK clients.
 
-    Bytes move through ``AiohttpTransport`` (see its module for why). Keep-alive
+    A ``DirectClient``: each request goes straight to the transport, with
+    none of httpx2's per-request auth, redirect, hook and cookie machinery
+    (see its module). Bytes move through ``AiohttpTransport`` (see its module
+    for why). Keep-alive
     covers every connection, so a burst at high concurrency does not close and
     reopen connections. With ``endpoints`` (the Azure endpoint policy) a
     connection is made only to the peer addresses it allows. ``pool`` bounds
     the connections and the wait for one (``liya_engine.providers.pool``).
     """
-    client = httpx2.AsyncClient(
+    client = DirectClient(
         transport=AiohttpTransport(
             pool=pool,
             keepalive_expiry=keepalive_expiry,

@@ -40,8 +40,10 @@ would connect past this check (``ambient_proxies``).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
 import ssl
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -165,15 +167,39 @@ def _mapped() -> Iterator[None]:
 
 
 class _ResponseBody(httpx2.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    """An answer's body; once closed, ``elapsed`` is the time from the request's
+    start (``httpx2.Response.elapsed`` reads it from the stream).
+
+    ``owner`` is the response it is the body of. When the last byte of the
+    body has arrived, that response is closed before its last chunk is handed
+    on, which gives the connection back to the pool at once. The SDKs' stream
+    readers stop at their end-of-stream event (OpenAI's ``[DONE]``), and on an
+    HTTP/1.1 response that is still open then, OpenAI's drains what is left
+    inside anyio cancel scopes: a few percent of a stream's CPU spent on a body
+    with no bytes left. When the end has not arrived with the last event, the
+    drain runs as before.
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse, started: float) -> None:
         self._response = response
+        self._started = started
+        self.elapsed: datetime.timedelta | None = None
+        self.owner: httpx2.Response | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
         with _mapped():
-            async for chunk in self._response.content.iter_any():
+            async for chunk in content.iter_any():
+                owner = self.owner
+                if owner is not None and content.at_eof():
+                    await owner.aclose()  # back to the pool; nothing is left to read
+                    yield chunk
+                    return
                 yield chunk
 
     async def aclose(self) -> None:
+        self.owner = None  # the response refers to this body: no cycle left for the collector
+        self.elapsed = datetime.timedelta(seconds=time.perf_counter() - self._started)
         response = self._response
         if response.content.at_eof():
             response.release()  # back to the pool
@@ -258,6 +284,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         session = self._session
         if session is None or session.closed:
             session = self._session = self._new_session()
+        started = time.perf_counter()
         limits: dict[str, Any] = request.extensions.get("timeout") or {}
         timeout = aiohttp.ClientTimeout(
             total=None,
@@ -284,13 +311,15 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode("ascii", "replace")
-        return httpx2.Response(
+        body = _ResponseBody(response, started)
+        answer = body.owner = httpx2.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_ResponseBody(response),
+            stream=body,
             request=request,
             extensions=extensions,
         )
+        return answer
 
     def _proxy_for(self, url: httpx2.URL) -> str | None:
         if urllib.request.proxy_bypass(url.host):
