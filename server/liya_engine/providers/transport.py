@@ -172,12 +172,15 @@ class _ResponseBody(httpx2.AsyncByteStream):
 
     ``owner`` is the response it is the body of. When the last byte of the
     body has arrived, that response is closed before its last chunk is handed
-    on, which gives the connection back to the pool at once. The SDKs' stream
-    readers stop at their end-of-stream event (OpenAI's ``[DONE]``), and on an
-    HTTP/1.1 response that is still open then, OpenAI's drains what is left
-    inside anyio cancel scopes: a few percent of a stream's CPU spent on a body
-    with no bytes left. When the end has not arrived with the last event, the
-    drain runs as before.
+    on (aiohttp has already given the connection back to its pool then). The
+    SDKs' stream readers stop at their end-of-stream event (OpenAI's
+    ``[DONE]``), and on an HTTP/1.1 response that is still open then, OpenAI's
+    drains what is left inside anyio cancel scopes: a few percent of a stream's
+    CPU spent on a body with no bytes left. A closed response lets it skip
+    that. When the end has not arrived with the last event, the drain runs as
+    before. (A library that wraps ``response.stream``, as the Anthropic SDK's
+    own tracing does, would see it closed before the last chunk: the adapters
+    turn that tracing off.)
     """
 
     def __init__(self, response: aiohttp.ClientResponse, started: float) -> None:
