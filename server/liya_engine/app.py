@@ -25,7 +25,7 @@ from liya.engine.v1 import (
     usage_service_pb2_grpc,
 )
 from liya_engine.api import queue_delay, reflection
-from liya_engine.api.calls import CallGuard
+from liya_engine.api.calls import CallGuard, GenericOnly
 from liya_engine.api.config_servicer import ConfigServicer
 from liya_engine.api.inference_servicer import InferenceServicer
 from liya_engine.api.usage_servicer import UsageServicer
@@ -231,7 +231,7 @@ async def start_server(
         server,
     )
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, GenericOnly(server))
     reflection.enable(
         server, (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     )
