@@ -26,7 +26,6 @@ import functools
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Generic, TypeVar
 
 import httpx2
@@ -75,11 +74,10 @@ def new_http_client(
 ) -> httpx2.AsyncClient:
     """The connection pool one adapter shares between all its SDK clients.
 
-    A ``DirectClient``: each request goes straight to the transport, with
-    none of httpx2's per-request auth, redirect, hook and cookie machinery
-    (see its module). Bytes move through ``AiohttpTransport`` (see its module
-    for why). Keep-alive
-    covers every connection, so a burst at high concurrency does not close and
+    A ``DirectClient``, which follows no redirect and keeps no cookie: each
+    request goes straight to the transport (see its module). Bytes move
+    through ``AiohttpTransport`` (see its module for why). Keep-alive covers
+    every connection, so a burst at high concurrency does not close and
     reopen connections. With ``endpoints`` (the Azure endpoint policy) a
     connection is made only to the peer addresses it allows. ``pool`` bounds
     the connections and the wait for one (``liya_engine.providers.pool``).
@@ -91,11 +89,8 @@ def new_http_client(
             endpoints=endpoints,
         ),
         timeout=httpx2.Timeout(60.0, connect=connect_timeout),
-        follow_redirects=False,
         # The transport handles egress proxies; httpx2's would bypass it.
         trust_env=False,
-        # One tenant's cookies must not be sent with another tenant's calls.
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )
     _keep_parsed_urls(client, "_merge_url", POOL_URLS_KEPT)
     return client

@@ -195,7 +195,7 @@ class _ResponseBody(httpx2.AsyncByteStream):
             async for chunk in content.iter_any():
                 owner = self.owner
                 if owner is not None and content.at_eof():
-                    await owner.aclose()  # back to the pool; nothing is left to read
+                    await owner.aclose()  # nothing is left to read: the SDK need not drain
                     yield chunk
                     return
                 yield chunk
@@ -315,13 +315,14 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode("ascii", "replace")
         body = _ResponseBody(response, started)
-        answer = body.owner = httpx2.Response(
+        answer = httpx2.Response(
             status_code=response.status,
             headers=response.raw_headers,
             stream=body,
             request=request,
             extensions=extensions,
         )
+        body.owner = answer
         return answer
 
     def _proxy_for(self, url: httpx2.URL) -> str | None:
